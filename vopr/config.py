@@ -6,6 +6,9 @@ Precedence: built-in defaults < vopr.toml < VOPR_* environment variables < expli
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.util
+import json
 import os
 import re
 import sys
@@ -22,11 +25,14 @@ else:  # pragma: no cover - exercised only on Python 3.10
 CONFIG_ENV = "VOPR_CONFIG"
 DEFAULT_CONFIG_FILE = "vopr.toml"
 PROTOCOLS = ("vopr-json", "exit-code")
+REGION_PARTITIONS = ("aws", "aws-us-gov")
 STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING")
 LOG_RETENTION_DAYS_ALLOWED = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
 AMI_MIN_ROOT_VOLUME_GIB = 8
+# S3 refuses lifecycle transitions to STANDARD_IA / ONEZONE_IA earlier than this.
+INFREQUENT_ACCESS_MIN_DAYS = 30
 
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -101,6 +107,26 @@ class Config:
     @property
     def topic_name(self) -> str:
         return f"{self.deployment.name}-alerts"
+
+    @property
+    def stack_name(self) -> str:
+        return f"vopr-{self.deployment.name}"
+
+    @property
+    def instance_name(self) -> str:
+        return f"{self.deployment.name}-vopr"
+
+    @property
+    def no_progress_alarm_name(self) -> str:
+        return f"{self.deployment.name}-no-progress"
+
+    @property
+    def failures_alarm_name(self) -> str:
+        return f"{self.deployment.name}-failures-detected"
+
+    @property
+    def dashboard_name(self) -> str:
+        return self.deployment.name
 
 
 SECTIONS: dict[str, type] = {
@@ -220,12 +246,14 @@ def load(
     return cfg
 
 
-def known_regions() -> set[str]:
-    """AWS commercial regions, from botocore's bundled endpoint data (no network)."""
-    import botocore.session
-
-    session = botocore.session.get_session()
-    return set(session.get_available_regions("ec2")) | set(session.get_available_regions("ec2", "aws-us-gov"))
+@functools.lru_cache(maxsize=1)
+def known_regions() -> frozenset[str]:
+    """AWS commercial and GovCloud regions, read from botocore's bundled endpoints.json (no network, no botocore import)."""
+    spec = importlib.util.find_spec("botocore")
+    endpoints = json.loads((Path(spec.origin).parent / "data" / "endpoints.json").read_text())
+    return frozenset(
+        region for partition in endpoints["partitions"] if partition["partition"] in REGION_PARTITIONS for region in partition["regions"]
+    )
 
 
 def validate_config(cfg: Config, require_email: bool = False) -> None:
@@ -259,6 +287,12 @@ def validate_config(cfg: Config, require_email: bool = False) -> None:
     for key in ("failures_archive_after_days", "daily_checkpoint_expiry_days"):
         if getattr(d, key) <= 0:
             raise ConfigError(f"deployment.{key} must be a positive number of days, got {getattr(d, key)}")
+    min_days = INFREQUENT_ACCESS_MIN_DAYS if d.failures_storage_class in ("STANDARD_IA", "ONEZONE_IA") else 0
+    if d.failures_archive_after_days < min_days:
+        raise ConfigError(
+            f"deployment.failures_archive_after_days {d.failures_archive_after_days} is too soon for {d.failures_storage_class}: "
+            f"S3 needs at least {min_days} days, use {min_days} or more"
+        )
     if not _GRAVITON_RE.match(i.type):
         raise ConfigError(
             f"instance.type {i.type!r} is not an ARM64 (Graviton) instance type, and the AMI is arm64: use e.g. c7g.medium, t4g.small or m7g.large"
