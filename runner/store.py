@@ -117,15 +117,16 @@ class S3Store:
         return sorted(keys)
 
 
-def make_client(service: str, region: str | None = None, **kwargs):
+def make_client(service: str, region: str | None = None, *, max_attempts: int = 4, connect_timeout_s: float = 5,
+                read_timeout_s: float = 20, **kwargs):
     """A boto3 client with botocore's standard retry mode and bounded timeouts; honours AWS_ENDPOINT_URL."""
     import boto3
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": 4},
-        connect_timeout=5,
-        read_timeout=20,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
         user_agent_extra="vopr-aws",
     )
     return boto3.session.Session(region_name=region).client(service, config=config, **kwargs)
@@ -141,11 +142,11 @@ def describe_aws_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def open_store(url: str, region: str | None = None) -> Store:
-    """`s3://bucket/prefix` opens S3; anything else is a local directory path."""
+def open_store(url: str, region: str | None = None, client=None) -> Store:
+    """`s3://bucket/prefix` opens S3 (with `client` if given); anything else is a local directory path."""
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://"):].partition("/")
         if not bucket:
             raise StoreError(f"store URL {url!r} names no bucket: use s3://BUCKET/PREFIX")
-        return S3Store(bucket, prefix, region=region)
+        return S3Store(bucket, prefix, region=region, client=client)
     return LocalStore(url)

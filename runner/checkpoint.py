@@ -1,0 +1,156 @@
+"""The runner's checkpoint: validated on load, restored from the local file or the newest valid store copy.
+
+A corrupt or missing checkpoint never silently restarts from seed 0 when there is evidence of earlier runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from runner import layout
+from runner.records import index_add
+from runner.seeds import replay_journal
+from runner.store import StoreError
+
+LOCAL_FILE = "checkpoint.json"
+JOURNAL_FILE = "progress.journal"
+TOTAL_KEYS = ("iterations", "failures", "signatures", "infra_faults", "unparsed_lines", "gaps", "nondeterministic")
+
+
+class CheckpointError(Exception):
+    """No usable checkpoint and a reason not to start from scratch; one line naming the fix."""
+
+
+def problem(doc) -> str | None:
+    """Why `doc` is not a usable checkpoint, or None."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if doc.get("schema") != layout.SCHEMA_VERSION:
+        return f"schema {doc.get('schema')!r} is not {layout.SCHEMA_VERSION}"
+    ints = {k: doc.get(k) for k in ("next_seed", "allocated_until")}
+    for key, value in ints.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"{key} {value!r} is not a seed"
+    if ints["allocated_until"] < ints["next_seed"]:
+        return "allocated_until is below next_seed"
+    ranges = doc.get("ranges_in_flight")
+    if not isinstance(ranges, list):
+        return "ranges_in_flight is not a list"
+    for entry in ranges:
+        if (not isinstance(entry, list) or len(entry) != 3 or not all(isinstance(x, int) for x in entry)
+                or not (entry[0] <= entry[2] <= entry[1] <= ints["allocated_until"])):
+            return f"ranges_in_flight entry {entry!r} is not [start, end, resume_at]"
+    totals = doc.get("totals")
+    if not isinstance(totals, dict) or not all(isinstance(totals.get(k, 0), int) for k in TOTAL_KEYS):
+        return "totals are missing or not counts"
+    return None
+
+
+def fresh(deployment: str, start_seed: int) -> dict:
+    return {"schema": layout.SCHEMA_VERSION, "deployment": deployment, "next_seed": start_seed,
+            "allocated_until": start_seed, "ranges_in_flight": [], "totals": {k: 0 for k in TOTAL_KEYS},
+            "progress": [], "local": {}}
+
+
+def _parse(raw: bytes | None) -> tuple[dict | None, str | None]:
+    if raw is None:
+        return None, "missing"
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        return None, f"not JSON ({exc})"
+    reason = problem(doc)
+    return (doc, None) if reason is None else (None, reason)
+
+
+def load_local(state_dir: Path, log) -> tuple[dict | None, bool]:
+    """(checkpoint with the journal applied, or None; whether a corrupt local file was found and moved aside)."""
+    path = state_dir / LOCAL_FILE
+    if not path.exists():
+        return None, False
+    doc, reason = _parse(path.read_bytes())
+    if doc is None:
+        aside = path.with_name(f"{LOCAL_FILE}.corrupt-{int(time.time())}")
+        path.replace(aside)
+        journal = state_dir / JOURNAL_FILE
+        if journal.exists():
+            journal.replace(aside.with_name(aside.name + ".journal"))
+        log.error("error", where="checkpoint", error=f"local checkpoint {path} is unusable ({reason}); moved to "
+                  f"{aside.name}; restoring from the store")
+        return None, True
+    allocated, ranges, iterations, applied, bad = replay_journal(
+        state_dir / JOURNAL_FILE, doc["allocated_until"], doc["ranges_in_flight"], doc["totals"]["iterations"])
+    if bad:
+        log.warning("journal_lines_ignored", count=bad, detail="torn or unreadable progress journal lines")
+    doc["allocated_until"], doc["ranges_in_flight"] = allocated, ranges
+    doc["totals"]["iterations"] = iterations
+    doc["journal_lines_applied"] = applied
+    return doc, False
+
+
+def load_from_store(store, log) -> tuple[dict | None, str | None, list[str]]:
+    """The newest valid store checkpoint: (doc, key, corrupt keys seen). Raises StoreError if unreachable."""
+    corrupt: list[str] = []
+    daily = sorted((k for k in store.list(layout.CHECKPOINT_DAILY_PREFIX) if k.endswith(".json")), reverse=True)
+    for key in [layout.CHECKPOINT_LATEST] + daily:
+        doc, reason = _parse(store.get(key))
+        if doc is not None:
+            doc.setdefault("local", {})["signature_index"] = _store_index(store, log)
+            return doc, key, corrupt
+        if reason != "missing":
+            corrupt.append(key)
+            log.error("error", where="checkpoint", error=f"store checkpoint {store.url}{key} is unusable ({reason}); trying an older copy")
+    return None, None, corrupt
+
+
+def _store_index(store, log) -> dict:
+    raw = store.get(layout.SIGNATURE_INDEX)
+    try:
+        index = json.loads(raw)["signatures"] if raw is not None else None
+        if isinstance(index, dict):
+            return index
+    except (ValueError, KeyError, TypeError):
+        pass
+    keys = store.list(layout.FAILURES_PREFIX)
+    log.warning("signature_index_rebuilt", records=len(keys), detail="store index missing or unreadable; rebuilt from failure records")
+    index: dict = {}
+    for key in keys:
+        try:
+            index_add(index, json.loads(store.get(key) or b"null"))
+        except (ValueError, KeyError, TypeError, StoreError):
+            log.warning("record_unreadable", key=key)
+    return index
+
+
+def restore(state_dir: Path, store, deployment: str, start_seed: int | None, log) -> tuple[dict, str]:
+    """The checkpoint to resume from and where it came from ('local', a store key, or 'new')."""
+    doc, corrupt_local = load_local(state_dir, log)
+    if doc is not None:
+        if start_seed is not None:
+            raise CheckpointError(f"--start-seed {start_seed} given but {state_dir / LOCAL_FILE} already resumes at seed "
+                                  f"{doc['next_seed']}: drop --start-seed (it only applies when there is no checkpoint)")
+        return doc, "local"
+    doc, key, corrupt_store = load_from_store(store, log)
+    if doc is not None:
+        if start_seed is not None:
+            raise CheckpointError(f"--start-seed {start_seed} given but {store.url}{key} resumes at seed {doc['next_seed']}: "
+                                  "drop --start-seed (it only applies when there is no checkpoint)")
+        journal = state_dir / JOURNAL_FILE
+        if journal.exists():
+            journal.replace(journal.with_name(f"{JOURNAL_FILE}.stale-{int(time.time())}"))
+        doc["local"] = {"signature_index": doc.get("local", {}).get("signature_index", {})}
+        return doc, f"{store.url}{key}"
+    if start_seed is None:
+        evidence = []
+        if corrupt_local:
+            evidence.append(f"the local checkpoint in {state_dir} was corrupt")
+        if corrupt_store:
+            evidence.append(f"{store.url}{corrupt_store[0]} is corrupt")
+        if store.list(layout.FAILURES_PREFIX) or any((state_dir / "failures").glob("*.json")):
+            evidence.append("failure records from earlier runs exist")
+        if evidence:
+            raise CheckpointError(f"no valid checkpoint, and {' and '.join(evidence)}: refusing to restart from seed 0; "
+                                  "pass --start-seed N (e.g. the next_seed `vopr status` last showed) to resume there")
+    return fresh(deployment, start_seed or 0), "new"

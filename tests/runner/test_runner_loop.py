@@ -1,0 +1,367 @@
+"""The runner loop against a fake simulator, as real processes with a local store: failures, crashes, hangs,
+garbage, SIGKILL, gaps, nondeterminism, start failures, both protocols, restarts and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from runner_helpers import REPO_ROOT, checkpoint, index, records, run_runner, start_runner
+
+LOG_KEYS = {"ts", "level", "event", "deployment"}
+TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_runner_failures_recorded_deduplicated_and_replayed(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(fail={"3": {}, "5": {}, "17": {"invariant": "linearizability", "message": "Final history is not linearizable"}})
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "2", "--simulator-commit", "4c241cb0",
+                        "--repo-url", "https://example.com/sim.git", "--build-command", "make vopr")
+    assert result.returncode == 0, result.stderr
+    for line in result.logs:
+        assert LOG_KEYS <= set(line) and TS_RE.match(line["ts"]) and line["deployment"] == "vopr"
+    recs = records(store)
+    assert sorted(recs) == [3, 5, 17]
+    r3 = recs[3]
+    assert r3["kind"] == "invariant" and r3["original_kind"] == "invariant"
+    assert r3["invariant"] == "replica_consistency" and r3["message"] == "Replica divergence at time 3017"
+    assert r3["signature"] == "replica_consistency: Replica divergence at time <N>"
+    assert r3["signature_id"] == recs[5]["signature_id"] != recs[17]["signature_id"]
+    assert r3["determinism"]["status"] == "reproduced" and r3["determinism"]["replay_signature_id"] == r3["signature_id"]
+    assert r3["events"] == 57 and r3["batch"] == {"first_seed": 0, "last_seed": 9}
+    assert r3["simulator_timestamp"].endswith("+00:00")
+    assert r3["reproduce"]["commands"] == [
+        "git clone https://example.com/sim.git vopr-repro", "cd vopr-repro", "git checkout 4c241cb0", "make vopr",
+        f"{fake_sim.command} --json --seed 3 -n 1 -v"]
+    assert r3["reproduce"]["script"].startswith("set -e\ngit clone")
+    idx = index(store)
+    assert idx[r3["signature_id"]]["count"] == 2 and idx[r3["signature_id"]]["example_seeds"] == [3, 5]
+    assert idx[r3["signature_id"]]["reproducible"] is True
+    cp = checkpoint(store)
+    assert cp["next_seed"] == 20 and cp["last_completed_seed"] == 19 and cp["ranges_in_flight"] == []
+    assert cp["totals"]["iterations"] == 20 and cp["totals"]["failures"] == 3 and cp["totals"]["signatures"] == 2
+    assert cp["simulator"]["commit"] == "4c241cb0" and cp["schema"] == 1
+    assert sorted(fake_sim.seeds_run()) == list(range(20))
+    assert sorted(fake_sim.seeds_run("replay")) == [3, 5, 17]
+    failure_lines = result.events("failure")
+    assert [f["seed"] for f in failure_lines] == [3, 5, 17] and failure_lines[0]["new_signature"] is True
+    assert failure_lines[1]["new_signature"] is False
+    alert_lines = result.events("alert")
+    assert alert_lines and alert_lines[0]["reason"] == "new_signature"
+    assert "git checkout 4c241cb0" in alert_lines[0]["body"]
+
+
+def test_runner_panic_records_crash_with_stderr_tail_and_continues(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(panic_at=[12])
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "3")
+    assert result.returncode == 0, result.stderr
+    rec = records(store)[12]
+    assert rec["kind"] == "crash" and rec["exit_status"] == 101 and rec["signal"] is None
+    assert "panicked at crates/kmb-sim/src/storage.rs:212:9" in rec["stderr_tail"]
+    assert rec["signature"] == ("exit 101: index out of bounds: the len is <N> but the index is <N> "
+                                "(at crates/kmb-sim/src/storage.rs:<N>:<N>)")
+    assert rec["determinism"]["status"] == "reproduced"
+    assert [f["kind"] for f in result.events("failure")] == ["crash"]
+    assert checkpoint(store)["next_seed"] == 20
+    assert sorted(fake_sim.seeds_run()) == [s for s in range(20) if s != 12]
+
+
+def test_runner_hang_killed_with_its_process_group_and_recorded_as_timeout(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(hang_at=[4])
+    result = run_runner(fake_sim, store, "--batch-size", "8", "--max-batches", "2", "--seed-timeout-s", "1")
+    assert result.returncode == 0, result.stderr
+    rec = records(store)[4]
+    assert rec["kind"] == "timeout" and rec["signature"] == "timeout: no result within the seed timeout"
+    assert rec["determinism"]["status"] == "reproduced"
+    assert result.events("seed_timeout")
+    children = [int(p.name.rsplit("-", 1)[1]) for p in (fake_sim.root / "markers").glob("hang-child-*")]
+    assert len(children) == 2  # the batch and the replay each started one
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+    assert checkpoint(store)["next_seed"] == 8
+    assert sorted(fake_sim.seeds_run()) == [0, 1, 2, 3, 5, 6, 7]
+
+
+def test_runner_garbage_lines_counted_and_logged_never_fatal(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(garbage_after=[2, 6])
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    assert result.returncode == 0
+    cp = checkpoint(store)
+    assert cp["totals"]["unparsed_lines"] == 4 and cp["next_seed"] == 10 and cp["totals"]["iterations"] == 10
+    assert records(store) == {}
+    samples = [sample for line in result.events("unparsed_line") for sample in line["samples"]]
+    assert any("not json" in s for s in samples) and any("mystery" in s for s in samples)
+
+
+def test_runner_sigkill_once_is_an_infra_fault_retried_not_a_failure(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(sigkill_at={"5": "once"})
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "3")
+    assert result.returncode == 0
+    assert records(store) == {}
+    assert [e["seed"] for e in result.events("infra_fault")] == [5]
+    cp = checkpoint(store)
+    assert cp["totals"]["infra_faults"] == 1 and cp["next_seed"] == 20 and cp["totals"]["iterations"] == 20
+    assert sorted(fake_sim.seeds_run()) == list(range(20))
+
+
+def test_runner_sigkill_twice_at_one_seed_is_recorded_never_skipped(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(sigkill_at={"5": "always"})
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "4")  # killed, killed, 6-9, 10-19
+    assert result.returncode == 0
+    rec = records(store)[5]
+    assert rec["kind"] == "crash" and rec["signal"] == "SIGKILL" and "twice" in rec["message"]
+    assert rec["determinism"]["status"] == "reproduced"
+    assert checkpoint(store)["next_seed"] == 20
+    assert sorted(fake_sim.seeds_run()) == [s for s in range(20) if s != 5]
+
+
+def test_runner_gap_in_seed_sequence_is_recorded(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(gap_at=[4])
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    rec = records(store)[4]
+    assert rec["kind"] == "nondeterministic" and rec["signature"] == "gap: the simulator skipped this seed"
+    assert rec["determinism"]["status"] == "skipped"
+    assert [(g["first_seed"], g["last_seed"]) for g in result.events("gap")] == [(4, 4)]
+    cp = checkpoint(store)
+    assert cp["totals"]["gaps"] == 1 and cp["totals"]["iterations"] == 9 and cp["next_seed"] == 10
+
+
+def test_runner_nondeterministic_failure_classified_and_alerted(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(fail={"6": {}}, nondeterministic=[6])
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    rec = records(store)[6]
+    assert rec["kind"] == "nondeterministic" and rec["original_kind"] == "invariant"
+    assert rec["determinism"]["status"] == "not_reproduced" and rec["determinism"]["replay_kind"] == "passed"
+    assert index(store)[rec["signature_id"]]["reproducible"] is False
+    assert checkpoint(store)["totals"]["nondeterministic"] == 1
+    assert [a["reason"] for a in result.events("alert")] == ["new_signature", "nondeterministic"]
+
+
+def test_runner_simulator_that_cannot_start_is_an_error_with_backoff_not_failures(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(fail_to_start=True)
+    result = run_runner(fake_sim, store, "--max-seconds", "4")
+    assert result.returncode == 0
+    errors = [e for e in result.logs if e["level"] == "error" and e.get("where") == "simulator_start"]
+    assert 2 <= len(errors) <= 4, errors  # 1 s, 2 s, 4 s backoff within 4 s
+    assert [e["retry_in_s"] for e in errors[:2]] == [1.0, 2.0]
+    assert "unexpected argument" in errors[0]["stderr_tail"]
+    alerts = result.events("alert")
+    assert [a["reason"] for a in alerts] == ["error"] and "does not start" in alerts[0]["subject"]
+    assert records(store) == {} and checkpoint(store)["next_seed"] == 0
+
+
+def test_runner_exit_code_protocol_failure_crash_kill_and_timeout(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(fail={"3": {}}, sigkill_at={"6": "once"}, hang_at=[8])
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1", "--seed-timeout-s", "1",
+                        protocol="exit-code")
+    assert result.returncode == 0, result.stderr
+    recs = records(store)
+    assert sorted(recs) == [3, 8]
+    assert recs[3]["kind"] == "invariant" and recs[3]["exit_status"] == 129
+    assert recs[3]["signature"] == "exit 129: panic: replica_consistency: Replica divergence at time <N>"
+    assert recs[3]["reproduce"]["commands"][-1] == fake_sim.exit_code_command.replace("{seed}", "3")
+    assert recs[3]["determinism"]["status"] == "reproduced"
+    assert recs[8]["kind"] == "timeout"
+    assert [e["seed"] for e in result.events("infra_fault")] == [6]
+    cp = checkpoint(store)
+    assert cp["next_seed"] == 10 and cp["totals"]["iterations"] == 10 and cp["simulator"]["protocol"] == "exit-code"
+    assert sorted(fake_sim.seeds_run()) == [s for s in range(10) if s != 8]
+
+
+def test_runner_replay_backlog_is_bounded_and_says_skipped(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(fail={str(s): {} for s in range(1, 6)})
+    run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1", "--replay-backlog", "2")
+    statuses = {seed: rec["determinism"] for seed, rec in records(store).items()}
+    assert [statuses[s]["status"] for s in (1, 2)] == ["reproduced", "reproduced"]
+    assert all(statuses[s]["status"] == "skipped" and "backlog" in statuses[s]["reason"] for s in (3, 4, 5))
+    assert sorted(fake_sim.seeds_run("replay")) == [1, 2]
+
+
+def test_runner_restart_resumes_at_the_next_seed_without_rerunning(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    for _ in range(3):
+        assert run_runner(fake_sim, store, "--batch-size", "7", "--max-batches", "1").returncode == 0
+    assert sorted(fake_sim.seeds_run()) == list(range(21))
+    assert checkpoint(store)["totals"]["iterations"] == 21
+
+
+def test_runner_start_seed_applies_only_without_a_checkpoint(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    assert run_runner(fake_sim, store, "--batch-size", "5", "--max-batches", "1", "--start-seed", "100").returncode == 0
+    assert checkpoint(store)["next_seed"] == 105
+    again = run_runner(fake_sim, store, "--batch-size", "5", "--max-batches", "1", "--start-seed", "3")
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert "--start-seed" in again.stderr and "105" in again.stderr
+    assert sorted(fake_sim.seeds_run()) == list(range(100, 105))
+
+
+def test_runner_corrupt_local_checkpoint_recovered_from_store_then_daily_then_refused(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(fail={"2": {}})
+    run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    local = store / ".runner" / "checkpoint.json"
+    local.write_text('{"schema": 1, "next_seed": "garbage"')
+    second = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    assert second.returncode == 0
+    restored = second.events("checkpoint_restored")[0]
+    assert restored["source"].endswith("checkpoints/latest.json") and restored["next_seed"] == 10
+    assert any("unusable" in e.get("error", "") for e in second.logs if e["level"] == "error")
+    assert list((store / ".runner").glob("checkpoint.json.corrupt-*"))
+    assert checkpoint(store)["next_seed"] == 20 and checkpoint(store)["totals"]["failures"] == 1
+    # local gone and latest corrupt: the daily copy is used
+    local.unlink()
+    (store / "checkpoints" / "latest.json").write_text("{}")
+    third = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    assert "checkpoints/daily/" in third.events("checkpoint_restored")[0]["source"]
+    assert third.events("checkpoint_restored")[0]["next_seed"] == 20
+    # nothing valid anywhere but failure records exist: refuse, one line, no simulator run
+    local.write_text("not json")
+    for path in (store / "checkpoints").rglob("*.json"):
+        path.write_text("[]")
+    seeds_before = fake_sim.seeds_run()
+    refused = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "refusing to restart from seed 0" in refused.stderr and "--start-seed" in refused.stderr
+    assert fake_sim.seeds_run() == seeds_before
+    assert sorted(fake_sim.seeds_run()) == list(range(30))
+
+
+def test_runner_config_errors_exit_2_with_one_line_before_any_simulator_runs(fake_sim, tmp_path):
+    store = str(tmp_path / "store")
+    cases = [
+        ([sys.executable, "-m", "runner", "--store", store], {}, "no simulator command"),
+        ([sys.executable, "-m", "runner", "--simulator-command", fake_sim.command, "--protocol", "tap"], {}, "--protocol"),
+        ([sys.executable, "-m", "runner", "--simulator-command", "./no-such-vopr", "--store", store], {}, "not found"),
+        ([sys.executable, "-m", "runner", "--simulator-command", fake_sim.command, "--protocol", "exit-code"], {}, "{seed}"),
+        ([sys.executable, "-m", "runner", "--simulator-command", fake_sim.command], {"VOPR_RUNNER_BATCH_SIZE": "lots"},
+         "$VOPR_RUNNER_BATCH_SIZE"),
+        ([sys.executable, "-m", "runner", "--simulator-command", fake_sim.command, "--store", "s3://b/p"],
+         {"AWS_REGION": "", "AWS_DEFAULT_REGION": ""}, "region"),
+        ([sys.executable, "-m", "runner", "--simulator-command", fake_sim.command, "--alert-topic", "my-topic",
+          "--region", "us-east-1"], {}, "ARN"),
+        ([sys.executable, "-m", "runner", "--simulator-command", fake_sim.command, "--bogus"], {}, "unrecognized"),
+    ]
+    for argv, extra, needle in cases:
+        env = fake_sim.env()
+        env.update(extra)
+        proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (needle, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert fake_sim.seeds_run() == []
+
+
+def test_runner_settings_from_environment_like_systemd(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    env = fake_sim.env()
+    env.update({"VOPR_SIMULATOR_COMMAND": fake_sim.command, "VOPR_RUNNER_STORE": str(store),
+                "VOPR_RUNNER_BATCH_SIZE": "6", "VOPR_RUNNER_WORKERS": "2", "VOPR_DEPLOYMENT_NAME": "nightly",
+                "VOPR_RUNNER_PROCESS_TARGET_S": "0", "VOPR_SIMULATOR_COMMIT": "abc123"})
+    proc = subprocess.run([sys.executable, "-m", "runner", "--max-batches", "2"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    cp = checkpoint(store)
+    assert cp["deployment"] == "nightly" and cp["next_seed"] == 12 and cp["simulator"]["commit"] == "abc123"
+    assert cp["workers"] == 2
+    assert sorted(fake_sim.seeds_run()) == list(range(12))
+
+
+def test_runner_programmatic_api_progress_stop_event_and_log_file(fake_sim, tmp_path, capsys, monkeypatch):
+    from runner import service, settings
+
+    monkeypatch.setenv("FAKE_VOPR_SPEC", str(fake_sim.root / "spec.json"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    fake_sim.set(fail={"4": {}}, delay_s=0.002)
+    log_file = tmp_path / "runner.log"
+    s = settings.parse(["--batch-size", "50", "--process-target-s", "0"],
+                       {"VOPR_SIMULATOR_COMMAND": fake_sim.command, "VOPR_RUNNER_STORE": str(tmp_path / "store"),
+                        "VOPR_RUNNER_WORKERS": "1", "VOPR_RUNNER_LOG_FILE": str(log_file)})
+    assert isinstance(s, settings.Settings) and s.log_file == str(log_file)
+    stop = threading.Event()
+    snapshots: list[dict] = []
+
+    def on_progress(snap):
+        snapshots.append(snap)
+        if snap["iterations_total"] >= 60:
+            stop.set()
+
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(service.run(s, on_progress=on_progress, stop_event=stop)))
+    thread.start()
+    thread.join(60)
+    assert result == [0]
+    keys = {"next_seed", "iterations_total", "iterations_this_run", "seeds_per_second", "failures_total",
+            "signatures_total", "batches_this_run", "workers", "last_failure"}
+    assert keys <= set(snapshots[-1])
+    assert snapshots[-1]["last_failure"] == {"seed": 4, "kind": "invariant",
+                                             "signature": "replica_consistency: Replica divergence at time <N>"}
+    assert snapshots[-1]["failures_total"] == 1 and snapshots[-1]["workers"] == 1
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert lines[-1]["event"] == "shutdown" and lines[-1]["reason"] == "stop_event"
+    assert capsys.readouterr().out == ""
+    with pytest.raises(settings.SettingsError):
+        settings.parse(["--workers", "-1"], {"VOPR_SIMULATOR_COMMAND": fake_sim.command})
+
+
+def test_runner_over_the_demo_simulator_finds_records_dedups_and_replays(tmp_path):
+    store = tmp_path / "store"
+    env = dict(os.environ, AWS_EC2_METADATA_DISABLED="true", PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, "-m", "runner", "--simulator-command", f"{sys.executable} -m runner.demo_vopr",
+                           "--store", str(store), "--workers", "2", "--end-seed", "20000"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    recs = records(store)
+    assert {13272, 19753} <= set(recs)  # the demo's first linearizability and replica_consistency bugs
+    assert all(r["determinism"]["status"] == "reproduced" for r in recs.values())
+    idx = index(store)
+    assert {e["signature"] for e in idx.values()} >= {"linearizability: Final history is not linearizable",
+                                                     "replica_consistency: Replica divergence at time <N>"}
+    assert all(e["reproducible"] is True for e in idx.values())
+    cp = checkpoint(store)
+    assert cp["next_seed"] == 20000 and cp["totals"]["iterations"] == 20000 and cp["totals"]["failures"] == len(recs)
+    metrics = [json.loads(line) for line in proc.stdout.splitlines() if '"event":"metrics"' in line]
+    assert metrics[-1]["IterationsCompleted"] == 20000 and metrics[-1]["FailuresDetected"] == len(recs)
+    assert metrics[-1]["NewFailureSignatures"] == len(idx)
+
+
+def test_runner_unusable_state_dir_or_log_file_is_one_line_exit_2(fake_sim, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    for flag, value in (("--state-dir", str(blocker / "state")), ("--log-file", str(blocker / "x" / "runner.log"))):
+        result = run_runner(fake_sim, tmp_path / "store", flag, value, "--max-batches", "1")
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert flag in result.stderr and "Traceback" not in result.stderr
+    assert fake_sim.seeds_run() == []
+
+
+def test_runner_refuses_a_second_runner_on_the_same_state_dir(fake_sim, tmp_path):
+    fake_sim.set(delay_s=0.05)
+    first = start_runner(fake_sim, tmp_path / "store", log_path=tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 30
+        while '"event":"runner_started"' not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = run_runner(fake_sim, tmp_path / "store", "--max-batches", "1")
+        assert second.returncode == 2 and "another runner is using" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 0
