@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup demo test checkov rehearsal bench clean
+.PHONY: setup demo test rehearsal bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,9 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 setup: $(BIN)/.installed $(CHECKOV_VENV)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/vopr demo
+	$(BIN)/vopr run --demo --max-seconds 25
+	$(BIN)/vopr status --store vopr-results
+	$(BIN)/vopr failures --store vopr-results
 
 test: setup
 	$(BIN)/python -m pytest
