@@ -55,8 +55,10 @@ class VoprStack(TerraformStack):
             bucket_arn=storage.bucket.arn,
             topic_arn=alerting.topic.arn,
             log_group_arn=monitoring.log_group.arn,
+            no_progress_alarm_arn=monitoring.no_progress_alarm.arn,
             user_data=render_user_data(cfg, runner_artifact.key),
-            depends_on=[runner_object, monitoring.log_group],
+            # The bootstrap silences the alarm as its first AWS step: it must exist by then.
+            depends_on=[runner_object, monitoring.log_group, monitoring.no_progress_alarm],
         )
         Dashboard(self, "dashboard", cfg=cfg, instance_id=compute.instance.id)
 

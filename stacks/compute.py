@@ -43,6 +43,7 @@ class Compute(Construct):
         bucket_arn: str,
         topic_arn: str,
         log_group_arn: str,
+        no_progress_alarm_arn: str,
         user_data: str,
         depends_on: list,
     ):
@@ -69,6 +70,7 @@ class Compute(Construct):
                     write_prefixes=names["RUNNER_WRITE_PREFIXES"],
                     read_only_prefixes=[names["ARTIFACTS_PREFIX"]],
                     metrics_namespace=names["METRICS_NAMESPACE"],
+                    no_progress_alarm_arn=no_progress_alarm_arn,
                 ),
                 sort_keys=True,
             ),

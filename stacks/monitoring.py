@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_log_metric_filter import (
@@ -84,9 +85,10 @@ class Monitoring(Construct):
             "no_progress_alarm",
             alarm_name=cfg.no_progress_alarm_name,
             alarm_description=(
-                f"VOPR deployment {name} completed no seeds for 15 minutes: the runner, the simulator build or the instance "
-                f"is down (a spot interruption stops the instance until capacity returns). Check `vopr status`, then "
-                f"`vopr logs` (log group {cfg.log_group})."
+                f"VOPR deployment {name} completed no seeds for 15 minutes: the runner or the instance is down (a spot "
+                f"interruption stops the instance until capacity returns). Check `vopr status`, then `vopr logs` (log group "
+                f"{cfg.log_group}). Its actions start disabled; the instance's bootstrap enables them once the runner's "
+                "first seeds are counted (and on a failed bootstrap); `vopr stop` disables them, `vopr start` enables them."
             ),
             namespace=namespace,
             metric_name="IterationsCompleted",
@@ -100,6 +102,10 @@ class Monitoring(Construct):
             treat_missing_data="breaching",
             alarm_actions=[topic_arn],
             ok_actions=[topic_arn],
+            # A new alarm sees no data and goes to ALARM at once: created silent, so a fresh deploy does not email
+            # during its 35-70 minute build. From then on the bootstrap and `vopr stop`/`start` own the switch.
+            actions_enabled=False,
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["actions_enabled"]),
         )
 
 

@@ -37,6 +37,7 @@ def instance_role(
     write_prefixes: Iterable[str],
     read_only_prefixes: Iterable[str],
     metrics_namespace: str,
+    no_progress_alarm_arn: str,
 ) -> dict[str, Any]:
     """What the runner, the bootstrap and the CloudWatch agent on the instance may do, and nothing more."""
     write_prefixes = list(write_prefixes)
@@ -82,6 +83,18 @@ def instance_role(
                 "Effect": "Allow",
                 "Action": ["sns:Publish"],
                 "Resource": [topic_arn],
+            },
+            {
+                # The bootstrap silences this one alarm while the simulator builds and arms it once seeds are counted.
+                "Sid": "SilenceAndArmNoProgressAlarm",
+                "Effect": "Allow",
+                "Action": [
+                    "cloudwatch:DescribeAlarms",
+                    "cloudwatch:DisableAlarmActions",
+                    "cloudwatch:EnableAlarmActions",
+                    "cloudwatch:SetAlarmState",
+                ],
+                "Resource": [no_progress_alarm_arn],
             },
         ]
     )

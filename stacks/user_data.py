@@ -25,6 +25,12 @@ SWAP_BELOW_KIB = 4 * 1024 * 1024
 SWAP_SIZE = "4G"
 # Parallel rustc jobs get this much memory each (CARGO_BUILD_JOBS = memory / this, at least 1, at most CPUs).
 KIB_PER_BUILD_JOB = 1536 * 1024
+# Seconds between the tries of an `aws cloudwatch` call on the no-progress alarm (5 tries over 200 s).
+CW_RETRY_S = (5, 15, 45, 135)
+# After starting the runner, poll the alarm this often, this many times (20 minutes), for the OK that the
+# runner's first seeds bring before arming it: its evaluation needs 3 x 5 minutes plus CloudWatch's delay at worst.
+ALARM_POLL_S = 30
+ALARM_POLLS = 40
 
 _ARTIFACT_KEY_RE = re.compile(r"^artifacts/[A-Za-z0-9._-]+\.tar\.gz$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -40,6 +46,8 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
     return env
@@ -79,6 +87,9 @@ def render_user_data(cfg: Config, runner_artifact_key: str, *, validate: bool = 
         swap_below_kib=SWAP_BELOW_KIB,
         swap_size=SWAP_SIZE,
         kib_per_build_job=KIB_PER_BUILD_JOB,
+        cw_retry_s=CW_RETRY_S,
+        alarm_poll_s=ALARM_POLL_S,
+        alarm_polls=ALARM_POLLS,
     )
     size = len(script.encode())
     if size > USER_DATA_LIMIT_BYTES:

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIM_SOURCE = Path(__file__).with_name("bootstrap_shim.py")
 SHIMMED = (
     "dnf", "curl", "rustup-init", "systemctl", "runuser", "useradd", "id", "chown", "fallocate", "mkswap",
-    "swapon", "nproc", "python3.11", "git", "aws",
+    "swapon", "nproc", "python3.11", "git", "aws", "sleep",
 )
 INSTANCE_ID = "i-0123456789abcdef0"
 REGION = "us-east-1"

@@ -2,6 +2,9 @@
 
 Each call is appended to $SANDBOX/calls.jsonl (argv, cwd, user, relevant env) and then emulated against the
 sandbox root $VOPR_BOOTSTRAP_ROOT; $SANDBOX_FAIL names a step to fail. git, env and python run for real.
+`aws` talks to moto; for the no-progress alarm it also plays CloudWatch's evaluation: once vopr-runner.service is
+active, the alarm turns OK after $SANDBOX_ALARM_OK_AFTER polls (default 1; "never": the runner counts no seeds).
+$SANDBOX_CW_FAIL makes `aws cloudwatch` calls fail: "always", or a number of first calls. `sleep` returns at once.
 """
 
 import json
@@ -205,6 +208,22 @@ line("batch_complete", {{"elapsed_secs": 0.01, "failed_seeds": [], "failures": 0
 '''
 
 
+def _signal_the_bootstrap():
+    """SIGTERM to the shell running the bootstrap's main (the nearest `bash SCRIPT` above), as a stop or shutdown does."""
+    import signal
+
+    pid = os.getppid()
+    while pid > 1:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().decode().split("\0")
+        if os.path.basename(argv[0]) == "bash" and len(argv) > 1 and argv[1] not in ("-c", ""):
+            os.kill(pid, signal.SIGTERM)
+            sys.exit(143)
+        with open(f"/proc/{pid}/stat") as fh:
+            pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+    sys.exit("sandbox cargo: no bootstrap shell above")
+
+
 def cargo():
     record()
     if ARGS == ["--version"]:
@@ -217,6 +236,8 @@ def cargo():
         print("error[E0425]: cannot find value `replica` in this scope", file=sys.stderr)
         print("error: could not compile `kimberlite-sim` (lib) due to 1 previous error", file=sys.stderr)
         sys.exit(101)
+    if FAIL == "build-signal":
+        _signal_the_bootstrap()
     if FAIL == "build-oom":
         vmstat = os.path.join(ROOT, "proc/vmstat")
         with open(vmstat) as fh:
@@ -367,14 +388,66 @@ def git():
     os.execv(real("git"), ["git"] + ARGS)
 
 
+def _cloudwatch_fails():
+    """Whether this `aws cloudwatch` call fails, per $SANDBOX_CW_FAIL (counted across calls)."""
+    mode = os.environ.get("SANDBOX_CW_FAIL", "")
+    cw = state("cw", {"calls": 0, "polls": 0})
+    cw["calls"] += 1
+    save_state("cw", cw)
+    return mode == "always" or (mode.isdigit() and cw["calls"] <= int(mode))
+
+
+def _option(name):
+    return ARGS[ARGS.index(name) + 1]
+
+
+def cloudwatch(boto3):
+    action = ARGS[1]
+    client = boto3.client("cloudwatch", region_name=_option("--region"))
+    if action in ("disable-alarm-actions", "enable-alarm-actions"):
+        names = ARGS[ARGS.index("--alarm-names") + 1:ARGS.index("--region")]
+        getattr(client, action.replace("-", "_"))(AlarmNames=names)
+    elif action == "set-alarm-state":
+        client.set_alarm_state(AlarmName=_option("--alarm-name"), StateValue=_option("--state-value"),
+                               StateReason=_option("--state-reason"))
+    elif action == "describe-alarms":
+        name = _option("--alarm-names")
+        ok_after = os.environ.get("SANDBOX_ALARM_OK_AFTER", "1")
+        if "vopr-runner.service" in state("systemd", {"active": []})["active"]:
+            cw = state("cw", {"calls": 0, "polls": 0})
+            cw["polls"] += 1
+            save_state("cw", cw)
+            if ok_after != "never" and cw["polls"] > int(ok_after):
+                client.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="sandbox: the runner's seeds arrived")
+        alarms = client.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        if _option("--query") != "MetricAlarms[0].StateValue" or _option("--output") != "text":
+            sys.exit(f"sandbox aws: unexpected {ARGS}")
+        print(alarms[0]["StateValue"] if alarms else "None")
+    else:
+        sys.exit(f"sandbox aws: unexpected {ARGS}")
+
+
 def aws():
     record()
+    if ARGS[:1] == ["cloudwatch"] and _cloudwatch_fails():
+        operation = "".join(w.capitalize() for w in ARGS[1].split("-"))
+        sys.stderr.write(f"\nAn error occurred (AccessDenied) when calling the {operation} operation: User is not "
+                         f"authorized to perform: cloudwatch:{operation}\n")
+        sys.exit(254)
     import site
 
     site.main()
     import boto3
 
-    if ARGS[:2] == ["s3", "cp"]:
+    if ARGS[:1] == ["cloudwatch"]:
+        from botocore.exceptions import ClientError
+
+        try:
+            cloudwatch(boto3)
+        except ClientError as exc:
+            sys.stderr.write(f"\n{exc}\n")
+            sys.exit(254)
+    elif ARGS[:2] == ["s3", "cp"]:
         if FAIL == "s3":
             sys.exit("fatal error: An error occurred (404) when calling the HeadObject operation: Not Found")
         region = ARGS[ARGS.index("--region") + 1]
@@ -414,6 +487,7 @@ COMMANDS = {
     "python3.11": python_versioned,
     "git": git,
     "aws": aws,
+    "sleep": record,
 }
 
 if __name__ == "__main__":

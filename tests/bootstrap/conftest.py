@@ -39,9 +39,9 @@ def fixture_repo(tmp_path_factory):
 
 
 class AwsWorld:
-    """The deployment's bucket (with the runner artifact) and alert topic in moto, plus a queue on the topic."""
+    """The deployment's bucket (with the runner artifact), alert topic and no-progress alarm in moto, plus a queue on the topic."""
 
-    def __init__(self, runner_tar: bytes, artifact_key: str):
+    def __init__(self, runner_tar: bytes, artifact_key: str, alarm_name: str = "vopr-no-progress"):
         self.bucket = BUCKET
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
@@ -52,6 +52,23 @@ class AwsWorld:
         self.queue_url = self.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        self.cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+        self.add_alarm(alarm_name)
+
+    def add_alarm(self, name: str) -> None:
+        """The no-progress alarm as the stack creates it (actions off) after CloudWatch's first evaluation (ALARM)."""
+        self.alarm_name = name
+        self.cloudwatch.put_metric_alarm(
+            AlarmName=name, Namespace="VOPR", MetricName="IterationsCompleted", Dimensions=[{"Name": "Deployment", "Value": "vopr"}],
+            Statistic="Sum", Period=300, EvaluationPeriods=3, DatapointsToAlarm=3, Threshold=1,
+            ComparisonOperator="LessThanThreshold", TreatMissingData="breaching", ActionsEnabled=False,
+            AlarmActions=[self.topic_arn], OKActions=[self.topic_arn],
+        )
+        self.cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="no data: missing data is breaching")
+
+    def alarm(self) -> dict:
+        (alarm,) = self.cloudwatch.describe_alarms(AlarmNames=[self.alarm_name])["MetricAlarms"]
+        return alarm
 
     def messages(self) -> list[dict]:
         """Every SNS message published to the topic so far (drains the queue)."""
@@ -79,6 +96,8 @@ def sandbox(tmp_path, shim_dir, fixture_repo, aws, aws_world, artifact_key):
     def make(cfg: Config | None = None, mem_kib: int = 2 * GIB_KIB, nproc: int = 2, validate: bool = True):
         cfg = cfg or make_config()
         script = render_user_data(cfg, artifact_key, validate=validate)
+        if cfg.no_progress_alarm_name != aws_world.alarm_name:
+            aws_world.add_alarm(cfg.no_progress_alarm_name)
         boxes.append(None)
         box = Sandbox(tmp_path / f"box{len(boxes)}", shim_dir, fixture_repo, aws, cfg.simulator.repo_url, aws_world.bucket,
                       aws_world.topic_arn, mem_kib=mem_kib, nproc=nproc)
@@ -93,6 +112,7 @@ class Booted:
     script: str
     world: AwsWorld
     alerts: list
+    alarm: dict
 
 
 @pytest.fixture(scope="module")
@@ -120,4 +140,4 @@ def booted_once(moto_endpoint, shim_dir, fixture_repo, runner_tar, artifact_key,
                       world.bucket, world.topic_arn)
         result = box.run(script)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-        return Booted(box, script, world, world.messages())
+        return Booted(box, script, world, world.messages(), world.alarm())

@@ -7,11 +7,14 @@ import subprocess
 import pytest
 
 from bootstrap_sandbox import make_config
+from stacks.monitoring import NO_PROGRESS_PERIOD_S, NO_PROGRESS_PERIODS
 from stacks.user_data import TEMPLATE_PATH, USER_DATA_LIMIT_BYTES, UserDataTooLarge, render_user_data
 from vopr.config import ConfigError, load
 
 ARTIFACT_KEY = "artifacts/runner-" + "0123456789abcdef" * 4 + ".tar.gz"
-LONG_FEATURES = " ".join(f"--features sim-canary-{i:03d}" for i in range(40))
+# What the default config leaves for longer simulator.build_command and simulator.command values (docs: "Limits").
+MIN_COMMAND_ROOM_BYTES = 950
+LONG_FEATURES = " ".join(f"--features sim-canary-{i:03d}" for i in range(22))
 
 CONFIGS = {
     "default": make_config(),
@@ -29,7 +32,7 @@ CONFIGS = {
     "odd-url": make_config(simulator={"repo_url": "https://user@example.com/~team/sim%20x+y.git"}),
     "long-commands": make_config(simulator={
         "build_command": f"cargo build --release --locked -p kimberlite-sim --bin vopr {LONG_FEATURES}",
-        "command": "target/release/vopr --max-events 100000 " + "--faults network,storage " * 20,
+        "command": "target/release/vopr --max-events 100000 " + "--faults network,storage " * 12,
     }),
     "quotes-in-commands": make_config(simulator={
         "build_command": "cargo build --release --config 'profile.release.lto=\"thin\"' && echo \"built in $PWD\" `true`",
@@ -45,6 +48,7 @@ CONFIGS = {
 }
 VALUES = {
     "NAME": lambda c: c.deployment.name,
+    "ALARM": lambda c: c.no_progress_alarm_name,
     "LOG_GROUP": lambda c: c.log_group,
     "REPO_URL": lambda c: c.simulator.repo_url,
     "GIT_REF": lambda c: c.simulator.git_ref,
@@ -64,7 +68,7 @@ def assignments(script: str) -> str:
     """The block of rendered value assignments at the top of the script."""
     lines = script.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("NAME="))
-    end = next(i for i, line in enumerate(lines) if line.startswith("KIB_PER_BUILD_JOB="))
+    end = next(i for i, line in enumerate(lines) if line.startswith("ALARM_POLLS="))
     return "\n".join(lines[start:end + 1])
 
 
@@ -75,7 +79,7 @@ def test_rendering_is_clean_bash_under_the_limit(name, tmp_path):
     path.write_text(script)
     assert len(script.encode()) < USER_DATA_LIMIT_BYTES
     assert script.startswith("#!/bin/bash\n")
-    assert "{{" not in script and "{%" not in script
+    assert "{{" not in script and "{%" not in script and "{#" not in script
     syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr
     lint = subprocess.run(["shellcheck", "--shell=bash", "--severity=style", str(path)], capture_output=True, text=True)
@@ -94,6 +98,32 @@ def test_shellcheck_disables_are_targeted():
     for line in TEMPLATE_PATH.read_text().splitlines():
         if "shellcheck disable" in line:
             assert "=SC" in line and "#" in line.split("disable", 1)[1], f"blanket or unexplained disable: {line}"
+
+
+def test_the_default_config_leaves_room_for_longer_commands():
+    size = len(render_user_data(make_config(), ARTIFACT_KEY).encode())
+    longest = max(len(render_user_data(cfg, ARTIFACT_KEY).encode()) for cfg in CONFIGS.values())
+    assert USER_DATA_LIMIT_BYTES - size >= MIN_COMMAND_ROOM_BYTES, f"{size} bytes leave too little room for commands"
+    assert longest - size >= 900, "the long-commands config must stay long"
+
+
+def test_template_notes_are_jinja_comments_that_cost_no_user_data_bytes():
+    template = TEMPLATE_PATH.read_text()
+    script = render_user_data(make_config(), ARTIFACT_KEY)
+    assert "CloudWatch acts only on transitions" in template and "CloudWatch acts only on transitions" not in script
+    assert script.startswith("#!/bin/bash\n# vopr-aws first boot")
+    assert "\n\n\n" not in script, "a dropped comment left a blank line behind"
+
+
+def test_alarm_retries_and_wait_outlast_the_alarm_window():
+    probe = assignments(render_user_data(make_config(), ARTIFACT_KEY)) + (
+        '\nprintf "%s\\n" "${CW_RETRY_S[*]}" "$ALARM_POLL_S" "$ALARM_POLLS"'
+    )
+    retry, poll_s, polls = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert [int(d) for d in retry.split()] == [5, 15, 45, 135], "backoff: 5 tries over 200 s"
+    window_s = NO_PROGRESS_PERIOD_S * NO_PROGRESS_PERIODS
+    assert int(poll_s) * int(polls) >= window_s + NO_PROGRESS_PERIOD_S, "wait for the first seeds longer than the alarm needs"
+    assert int(poll_s) * int(polls) <= 2 * window_s, "a runner with no seeds is reported within about half an hour"
 
 
 def test_oversized_rendering_raises_one_clear_line():

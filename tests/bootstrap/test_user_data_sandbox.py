@@ -9,15 +9,18 @@ from __future__ import annotations
 import fcntl
 import json
 import re
+import shutil
 import stat
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from bootstrap_sandbox import GIB_KIB, INSTANCE_ID, REGION, REPO_ROOT, make_config, parse_env_file, parse_unit
 
-STEPS = ["metadata", "packages", "user", "cloudwatch-agent", "swap", "rust", "checkout", "build", "smoke-check",
-         "runner", "service"]
+STEPS = ["metadata", "alarm-off", "packages", "user", "cloudwatch-agent", "swap", "rust", "checkout", "build",
+         "smoke-check", "runner", "service", "alarm-on"]
 UNIT = "vopr-runner.service"
 DESTRUCTIVE = {
     "useradd": lambda c: True,
@@ -73,6 +76,7 @@ def test_steps_run_in_order_and_log_with_timestamps(booted_once):
     calls = box.calls()
     milestones = [
         lambda c: c["cmd"] == "curl" and c["url"].endswith("/api/token") and c["method"] == "PUT",
+        lambda c: c["cmd"] == "aws" and c["argv"][:2] == ["cloudwatch", "disable-alarm-actions"],
         lambda c: c["cmd"] == "dnf",
         lambda c: c["cmd"] == "useradd",
         lambda c: c["cmd"] == "amazon-cloudwatch-agent-ctl" and "fetch-config" in c["argv"],
@@ -87,6 +91,7 @@ def test_steps_run_in_order_and_log_with_timestamps(booted_once):
         lambda c: c["cmd"] == "pip",
         lambda c: c["cmd"] == "systemctl" and c["argv"] == ["enable", UNIT],
         lambda c: c["cmd"] == "systemctl" and c["argv"] == ["restart", UNIT],
+        lambda c: c["cmd"] == "aws" and c["argv"][:2] == ["cloudwatch", "enable-alarm-actions"],
     ]
     indexes = [first(calls, m) for m in milestones]
     assert indexes == sorted(indexes)
@@ -336,7 +341,7 @@ def test_smoke_check_rejects_output_that_is_not_the_protocol(sandbox, aws_world)
     assert steps_logged(box)[-1] == "smoke-check"
     assert "stdout line 1 is not a vopr-json line" in box.log()
     assert "failed in step 'smoke-check'" in failure_alert(aws_world)["Message"]
-    assert [c["argv"][:2] for c in box.calls("aws")] == [["sns", "publish"]], "the runner step never ran"
+    assert [c["argv"][:2] for c in box.calls("aws") if c["argv"][0] != "cloudwatch"] == [["sns", "publish"]], "the runner step never ran"
 
 
 def test_smoke_check_accepts_a_failing_seed_zero(sandbox, aws_world):
@@ -419,8 +424,16 @@ def test_unknown_ref_fails_at_checkout(sandbox, aws_world):
     assert "failed in step 'checkout'" in failure_alert(aws_world)["Message"]
 
 
-def test_injected_values_stay_data(sandbox, aws_world, tmp_path):
-    marks = [tmp_path / f"pwned-{i}" for i in range(6)]
+@pytest.fixture
+def short_dir():
+    """A temporary directory with a short path: the deployment name appears about ten times in the script."""
+    path = Path(tempfile.mkdtemp(prefix="vi", dir="/tmp"))
+    yield path
+    shutil.rmtree(path)
+
+
+def test_injected_values_stay_data(sandbox, aws_world, short_dir):
+    marks = [short_dir / f"pwned-{i}" for i in range(6)]
     cfg = make_config(
         deployment={"name": f"x';touch {marks[0]};'"},
         simulator={

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
-from stack_helpers import only, ref
+from stack_helpers import only, ref, resources_of
 
 from stacks.instance_values import spot_options, user_data_base64
 from vopr.config import load
@@ -127,20 +127,31 @@ def test_user_data_base64_keeps_shell_interpolation_away_from_terraform():
     assert base64.b64decode(encoded).decode() == script
 
 
-def test_instance_waits_for_its_permissions_runner_archive_and_log_group(tf):
+def test_instance_waits_for_its_permissions_runner_archive_log_group_and_no_progress_alarm(tf):
     _, inst = _instance(tf)
     policy, _ = only(tf, "aws_iam_role_policy")
     attachment, _ = only(tf, "aws_iam_role_policy_attachment")
     runner_object, _ = only(tf, "aws_s3_object")
     log_group, _ = only(tf, "aws_cloudwatch_log_group")
+    (alarm,) = [n for n, b in resources_of(tf, "aws_cloudwatch_metric_alarm").items() if b["alarm_name"] == "vopr-no-progress"]
     assert sorted(inst["depends_on"]) == sorted(
         [
             f"aws_iam_role_policy.{policy}",
             f"aws_iam_role_policy_attachment.{attachment}",
             f"aws_s3_object.{runner_object}",
             f"aws_cloudwatch_log_group.{log_group}",
+            f"aws_cloudwatch_metric_alarm.{alarm}",
         ]
     )
+
+
+def test_the_bootstrap_silences_the_stacks_own_no_progress_alarm(synth, tf):
+    _, inst = _instance(tf)
+    script = base64.b64decode(inst["user_data_base64"]).decode()
+    assert "\nALARM=vopr-no-progress\n" in script
+    assert tf["output"]["no_progress_alarm_name"]["value"] == "${aws_cloudwatch_metric_alarm." + (
+        next(n for n, b in resources_of(tf, "aws_cloudwatch_metric_alarm").items() if b["alarm_name"] == "vopr-no-progress")
+    ) + ".alarm_name}"
 
 
 def test_security_group_has_no_ingress_and_open_egress(tf):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from stack_helpers import only, ref
+from stack_helpers import only, ref, resources_of
 
 from stacks.runner_layout import LAYOUT_PATH, read_constants
 
@@ -64,8 +64,31 @@ def test_instance_role_policy_is_exactly_least_privilege(tf):
                 "Action": ["sns:Publish"],
                 "Resource": [ref("aws_sns_topic", topic, "arn")],
             },
+            {
+                "Sid": "SilenceAndArmNoProgressAlarm",
+                "Effect": "Allow",
+                "Action": [
+                    "cloudwatch:DescribeAlarms",
+                    "cloudwatch:DisableAlarmActions",
+                    "cloudwatch:EnableAlarmActions",
+                    "cloudwatch:SetAlarmState",
+                ],
+                "Resource": [ref("aws_cloudwatch_metric_alarm", _no_progress_alarm(tf), "arn")],
+            },
         ],
     }
+
+
+def _no_progress_alarm(tf):
+    (name,) = [n for n, body in resources_of(tf, "aws_cloudwatch_metric_alarm").items() if body["alarm_name"] == "vopr-no-progress"]
+    return name
+
+
+def test_only_the_no_progress_alarm_can_be_silenced_and_only_by_its_arn(tf):
+    alarm_statements = [s for s in _role_policy(tf)["Statement"] if any(a.endswith("AlarmActions") for a in s["Action"])]
+    assert [s["Resource"] for s in alarm_statements] == [["${aws_cloudwatch_metric_alarm." + _no_progress_alarm(tf) + ".arn}"]]
+    failures = [n for n, b in resources_of(tf, "aws_cloudwatch_metric_alarm").items() if b["alarm_name"] == "vopr-failures-detected"]
+    assert failures and failures[0] not in json.dumps(_role_policy(tf)), "the failures alarm is never silenced"
 
 
 def test_write_prefixes_are_the_runners_own(tf):

@@ -84,9 +84,22 @@ def test_no_progress_alarm_fires_after_15_quiet_minutes_and_on_missing_data(tf):
         "treat_missing_data": "breaching",
         "alarm_actions": [ref("aws_sns_topic", topic, "arn")],
         "ok_actions": [ref("aws_sns_topic", topic, "arn")],
+        "actions_enabled": False,
+        "lifecycle": {"ignore_changes": ["actions_enabled"]},
     }
     assert alarm["period"] * alarm["evaluation_periods"] == 15 * 60
     assert "15 minutes" in description and "`vopr logs` (log group /vopr/vopr)" in description
+    assert "bootstrap enables them once the runner's first seeds are counted" in description
+    assert len(description) <= 1024, "CloudWatch's limit for AlarmDescription"
+
+
+def test_no_progress_alarm_is_created_silent_and_terraform_never_flips_its_switch(tf):
+    """A new alarm with no data goes to ALARM at once; the bootstrap, `vopr stop` and `vopr start` own the switch."""
+    alarms = _alarms(tf)
+    assert alarms["vopr-no-progress"]["actions_enabled"] is False
+    assert alarms["vopr-no-progress"]["lifecycle"] == {"ignore_changes": ["actions_enabled"]}
+    assert "actions_enabled" not in alarms["vopr-failures-detected"], "the failures alarm is armed from the start"
+    assert "lifecycle" not in alarms["vopr-failures-detected"]
 
 
 def test_dashboard_graphs_seeds_failures_signatures_and_cpu(tf):
