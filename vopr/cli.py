@@ -522,6 +522,7 @@ def run(
     max_batches: Annotated[Optional[int], typer.Option("--max-batches", help="stop after this many simulator processes", show_default=False)] = None,
     workdir: Annotated[Optional[Path], typer.Option("--workdir", help="the simulator checkout (where simulator.command runs)", show_default=False)] = None,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="where the runner's JSON log lines go", show_default=False)] = None,
+    start_seed: Annotated[Optional[int], typer.Option("--start-seed", help="resume at this seed when no valid checkpoint exists", show_default=False)] = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     region: RegionOpt = None,
@@ -531,7 +532,7 @@ def run(
 
     cfg = _config(config, sets)
     settings = live.settings_for(cfg, demo=demo, store=store, max_seconds=max_seconds, max_batches=max_batches,
-                                 workdir=workdir, log_file=log_file, region=region)
+                                 workdir=workdir, log_file=log_file, region=region, start_seed=start_seed)
     raise typer.Exit(live.run(settings, _out()))
 
 

@@ -6,6 +6,7 @@ The runner's JSON log goes to a file (not the terminal); Ctrl-C asks it to stop,
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import threading
@@ -24,7 +25,7 @@ def demo_command() -> str:
 
 
 def runner_argv(cfg, demo: bool, store: str, max_seconds=None, max_batches=None, workdir: Path | None = None,
-                log_file: Path | None = None, region: str | None = None) -> list[str]:
+                log_file: Path | None = None, region: str | None = None, start_seed: int | None = None) -> list[str]:
     """The `python -m runner` flags equivalent to this config (demo: the bundled simulator, no build)."""
     sim, r = cfg.simulator, cfg.runner
     argv = ["--store", store, "--deployment", cfg.deployment.name, "--metrics", "log",
@@ -40,13 +41,16 @@ def runner_argv(cfg, demo: bool, store: str, max_seconds=None, max_batches=None,
         argv += ["--max-batches", str(max_batches)]
     if log_file is not None:
         argv += ["--log-file", str(log_file)]
+    if start_seed is not None:
+        argv += ["--start-seed", str(start_seed)]
     if region:
         argv += ["--region", region]
     return argv
 
 
 def settings_for(cfg, demo: bool = False, store: str = "vopr-results", max_seconds=None, max_batches=None,
-                 workdir: Path | None = None, log_file: Path | None = None, region: str | None = None):
+                 workdir: Path | None = None, log_file: Path | None = None, region: str | None = None,
+                 start_seed: int | None = None):
     """Validated runner Settings; the log goes to <state dir>/runner.log unless --log-file says otherwise."""
     from runner import settings as runner_settings
 
@@ -54,7 +58,7 @@ def settings_for(cfg, demo: bool = False, store: str = "vopr-results", max_secon
         from vopr.aws import env_region
 
         region = env_region() or cfg.deployment.region
-    argv = runner_argv(cfg, demo, store, max_seconds, max_batches, workdir, log_file, region)
+    argv = runner_argv(cfg, demo, store, max_seconds, max_batches, workdir, log_file, region, start_seed)
     try:
         settings = runner_settings.parse(argv, os.environ)
     except runner_settings.SettingsError as exc:
@@ -121,6 +125,7 @@ def run(settings, console, demo_label: str | None = None) -> int:
     from rich.live import Live
 
     from runner import service
+    from runner.settings import SettingsError
     from vopr import display
 
     label = demo_label or ("demo simulator" if DEMO_MODULE in settings.simulator_command else settings.simulator_command)
@@ -132,6 +137,9 @@ def run(settings, console, demo_label: str | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted before the runner started: nothing was run[/yellow]")
         return 130
+    except SettingsError as exc:
+        console.line()
+        raise VoprError(re.sub(r"pass --start-seed N\b", "pass `vopr run --start-seed N`", str(exc)), exit_code=2) from None
     if not console.is_terminal:
         console.line()
     s = view.snapshot

@@ -183,7 +183,12 @@ def warnings(data: dict, dep=None) -> list[str]:
         elif alarm["state"] == "ALARM" and not stopped:
             out.append(f"alarm {alarm['name']} is in ALARM: {alarm.get('reason') or 'see the CloudWatch console'}")
         if alarm["actions_enabled"] is False and not stopped and dep and alarm["name"] == dep.no_progress_alarm_name:
-            out.append(f"alarm {alarm['name']} has its actions disabled although the instance is not stopped: `vopr start` re-enables them")
+            if prog is None:
+                out.append(f"alarm {alarm['name']} has its actions disabled while the instance bootstraps: "
+                           f"the bootstrap enables them once the runner's first seeds are counted")
+            else:
+                out.append(f"alarm {alarm['name']} has its actions disabled although the instance is not stopped: "
+                           f"`vopr start` re-enables them")
     alerts = data.get("alerts")
     if alerts is not None and not alerts["confirmed"]:
         pending = ", ".join(s["endpoint"] or "?" for s in alerts["subscriptions"]) or "no subscriber"

@@ -105,3 +105,28 @@ def test_runner_settings_follow_vopr_toml(tmp_path, monkeypatch):
     with pytest.raises(VoprError) as err:
         live.settings_for(cfg, demo=True, store=str(tmp_path / "d"), max_seconds=-1)
     assert "--max-seconds must be positive" in str(err.value) and err.value.exit_code == 2
+
+
+def test_a_refused_restart_is_one_line_naming_the_start_seed_flag_and_the_flag_works(tmp_path):
+    first = subprocess.run([VOPR, "run", "--demo", "--max-seconds", "4"], cwd=tmp_path, env=_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    store = tmp_path / "vopr-results"
+    assert list((store / "failures").glob("*.json")), "the demo should have recorded failures in 4 s"
+    (store / ".runner" / "checkpoint.json").write_text("{not json")
+    for copy in (store / "checkpoints").rglob("*.json"):
+        copy.unlink()
+
+    refused = subprocess.run([VOPR, "run", "--demo", "--max-seconds", "2"], cwd=tmp_path, env=_env(),
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr + refused.stdout
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "refusing to restart from seed 0" in line
+    assert "`vopr run --start-seed N`" in line
+
+    resumed = subprocess.run([VOPR, "run", "--demo", "--max-seconds", "2", "--start-seed", "5000000"], cwd=tmp_path,
+                             env=_env(), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    checkpoint = json.loads((store / "checkpoints" / "latest.json").read_text())
+    assert checkpoint["next_seed"] >= 5_000_000

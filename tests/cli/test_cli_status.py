@@ -238,3 +238,17 @@ def test_status_and_failures_with_an_s3_store_and_no_deployment_file(runner_resu
     assert sum(r["count"] for r in rows) == len(runner_results.seeds)
     missing = invoke("status", "--store", "s3://no-such-bucket-vopr")
     assert missing.exit_code == 1 and "the bucket does not exist" in missing.stderr
+
+
+def test_disabled_alarm_actions_before_the_first_checkpoint_are_the_bootstrap_not_a_fault():
+    data = {
+        "store": "s3://b/", "instance": {"state": "running"}, "progress": None,
+        "alarms": [{"name": "vopr-no-progress", "state": "INSUFFICIENT_DATA", "actions_enabled": False}],
+    }
+
+    class Dep:
+        no_progress_alarm_name = "vopr-no-progress"
+
+    warnings = status.warnings(data, Dep())
+    assert any("actions disabled while the instance bootstraps" in w for w in warnings)
+    assert not any("`vopr start` re-enables them" in w for w in warnings)
