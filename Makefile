@@ -29,7 +29,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 rehearsal: $(BIN)/.installed
-	$(BIN)/python -m pytest tests/test_rehearsal.py -v
+	$(BIN)/python -m pytest tests/rehearsal -v
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
