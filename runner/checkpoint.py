@@ -5,18 +5,22 @@ A corrupt or missing checkpoint never silently restarts from seed 0 when there i
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
 
 from runner import layout
-from runner.records import index_add
+from runner.records import dumps, index_add, index_replay
 from runner.seeds import replay_journal
-from runner.store import StoreError
+from runner.store import StoreError, atomic_write
 
 LOCAL_FILE = "checkpoint.json"
 JOURNAL_FILE = "progress.journal"
 TOTAL_KEYS = ("iterations", "failures", "signatures", "infra_faults", "unparsed_lines", "gaps", "nondeterministic")
+PROGRESS_SAMPLE_S = 60
+PROGRESS_KEPT_S = 3900  # every sample of the last 65 minutes, plus the newest older one: the hour's baseline
+RECORDS_SCANNED_MAX = 200  # a store checkpoint without pending_replay_seeds (older runners): newest records read
 
 
 class CheckpointError(Exception):
@@ -52,6 +56,36 @@ def fresh(deployment: str, start_seed: int) -> dict:
     return {"schema": layout.SCHEMA_VERSION, "deployment": deployment, "next_seed": start_seed,
             "allocated_until": start_seed, "ranges_in_flight": [], "totals": {k: 0 for k in TOTAL_KEYS},
             "progress": [], "local": {}}
+
+
+def add_progress_sample(samples, when: str, iterations: int) -> list[list]:
+    """`samples` plus `[when, iterations]`, kept fit for "seeds in the last hour": in time order with counts that
+    never go down (samples from a clock that was ahead, or unreadable ones, are dropped), at least
+    PROGRESS_SAMPLE_S apart except the newest (a restart's sample gives way to the next one), and nothing older
+    than PROGRESS_KEPT_S but the newest sample before that, so the baseline an hour back always stays."""
+    now = _epoch(when)
+    kept: list[tuple[float, list]] = []
+    for sample in samples if isinstance(samples, list) else []:
+        at = _epoch(sample[0]) if isinstance(sample, list) and len(sample) == 2 else None
+        count = sample[1] if at is not None else None
+        if (isinstance(count, int) and not isinstance(count, bool) and at <= now and count <= iterations
+                and (not kept or (at >= kept[-1][0] and count >= kept[-1][1][1]))):
+            kept.append((at, [sample[0], count]))
+    if len(kept) >= 2 and kept[-1][0] - kept[-2][0] < PROGRESS_SAMPLE_S:
+        kept.pop()
+    if len(kept) >= 2 and kept[-1][0] == now:
+        kept.pop()
+    kept.append((now, [when, iterations]))
+    cutoff = now - PROGRESS_KEPT_S
+    older = [i for i, (at, _) in enumerate(kept) if at <= cutoff]
+    return [sample for _, sample in kept[older[-1] if older else 0:]]
+
+
+def _epoch(text) -> float | None:
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def _parse(raw: bytes | None) -> tuple[dict | None, str | None]:
@@ -97,7 +131,8 @@ def load_from_store(store, log) -> tuple[dict | None, str | None, list[str]]:
     for key in [layout.CHECKPOINT_LATEST] + daily:
         doc, reason = _parse(store.get(key))
         if doc is not None:
-            doc.setdefault("local", {})["signature_index"] = _store_index(store, log)
+            index = doc.pop("signature_index", None)
+            doc["local"] = {"signature_index": index if isinstance(index, dict) else _store_index(store, log)}
             return doc, key, corrupt
         if reason != "missing":
             corrupt.append(key)
@@ -124,6 +159,46 @@ def _store_index(store, log) -> dict:
     return index
 
 
+def _counted(doc: dict, seed: int) -> bool:
+    return seed < doc["next_seed"] or any(start <= seed < resume for start, _end, resume in doc["ranges_in_flight"])
+
+
+def restore_replays(doc: dict, store, records_dir: Path, log) -> list[dict]:
+    """The determinism replays a store checkpoint still owes (its `pending_replay_seeds`; for a checkpoint written
+    before that field, the newest RECORDS_SCANNED_MAX records it counts that say `pending`). Each record is copied
+    into `records_dir` for the replay to update; one whose replay finished after the checkpoint is folded into the
+    checkpoint's index and totals instead. Raises StoreError if the store cannot be read."""
+    seeds = doc.pop("pending_replay_seeds", None)
+    scanned = None
+    if not isinstance(seeds, list):
+        counted = sorted((s for s in (_seed_of(k) for k in store.list(layout.FAILURES_PREFIX)) if s is not None
+                          and _counted(doc, s)), reverse=True)
+        seeds, scanned = counted[:RECORDS_SCANNED_MAX], len(counted)
+    pending: list[dict] = []
+    for seed in sorted(s for s in seeds if isinstance(s, int)):
+        try:
+            record = json.loads(store.get(layout.failure_key(seed)) or b"null")
+            status = record["determinism"]["status"]
+        except (ValueError, KeyError, TypeError):
+            if scanned is None:
+                log.warning("replay_dropped", seed=seed, detail=f"record {store.url}{layout.failure_key(seed)} is missing or unreadable")
+            continue
+        if status == "pending":
+            atomic_write(records_dir / f"{seed}.json", dumps(record))
+            pending.append({"seed": seed, "attempts": 0})
+        elif scanned is None:
+            index_replay(doc["local"]["signature_index"], record)
+            doc["totals"]["nondeterministic"] = doc["totals"].get("nondeterministic", 0) + (record.get("kind") == "nondeterministic")
+    log.info("replays_restored", pending=[item["seed"] for item in pending], records_scanned=scanned,
+             detail=None if scanned is None else f"checkpoint has no pending_replay_seeds: read the newest {min(scanned, RECORDS_SCANNED_MAX)} records")
+    return pending
+
+
+def _seed_of(key: str) -> int | None:
+    name = key[len(layout.FAILURES_PREFIX):]
+    return int(name[:-5]) if name.endswith(".json") and name[:-5].isdigit() else None
+
+
 def restore(state_dir: Path, store, deployment: str, start_seed: int | None, log) -> tuple[dict, str]:
     """The checkpoint to resume from and where it came from ('local', a store key, or 'new')."""
     doc, corrupt_local = load_local(state_dir, log)
@@ -140,7 +215,7 @@ def restore(state_dir: Path, store, deployment: str, start_seed: int | None, log
         journal = state_dir / JOURNAL_FILE
         if journal.exists():
             journal.replace(journal.with_name(f"{JOURNAL_FILE}.stale-{int(time.time())}"))
-        doc["local"] = {"signature_index": doc.get("local", {}).get("signature_index", {})}
+        doc["local"]["pending_replays"] = restore_replays(doc, store, state_dir / "failures", log)
         return doc, f"{store.url}{key}"
     if start_seed is None:
         evidence = []

@@ -1,9 +1,9 @@
 """The outbox: every store write, SNS publish and metric batch is first a file on disk, then delivered by a
 background thread with backoff, so the loop never waits on AWS and nothing queued is lost across restarts.
 
-Files are named `<class>-<op>-<name>.json` and delivered in class order: failure records (10), alerts (20),
-checkpoint and index (30, only once every record before them is stored), metrics (40). A write to a key that
-is already queued replaces it (the checkpoint coalesces).
+Files are named `<class>-<op>-<name>.json` (`30-put-checkpoints~latest.json`) and delivered in class order:
+failure records (10), alerts (20), checkpoint and index (30: each waits for the records queued before it,
+which it may count), metrics (40). A write to a key that is already queued replaces it (the checkpoint coalesces).
 """
 
 from __future__ import annotations
@@ -46,12 +46,31 @@ class Outbox:
         self._outage_reported: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="vopr-outbox", daemon=True)
         self.delivered = 0
+        self._rename_old_entries()
+
+    def _rename_old_entries(self) -> None:
+        """Runners up to 0.1.0 named store writes `<...>.json.json`: give them today's names so a newer write to the
+        same key replaces them (where both exist, the newer file wins) and nothing queued is lost."""
+        for name in os.listdir(self.dir):
+            if name.endswith(".json.json") and not name.startswith("."):
+                old, new = self.dir / name, self.dir / name[: -len(".json")]
+                try:
+                    if new.exists() and new.stat().st_mtime_ns >= old.stat().st_mtime_ns:
+                        old.unlink()
+                    else:
+                        os.replace(old, new)
+                except FileNotFoundError:
+                    pass
 
     # -- enqueue (main thread) -------------------------------------------------------------------------------
 
     def put(self, key: str, body: bytes) -> None:
         cls = RECORDS if key.startswith("failures/") else STATE
-        self._write(f"{cls}-put-{key.replace('/', '~')}", {"op": "put", "key": key, "body": body.decode("utf-8")})
+        name = key.replace("/", "~")
+        item = {"op": "put", "key": key, "body": body.decode("utf-8")}
+        if cls == STATE:
+            item["after"] = self._queued(RECORDS)
+        self._write(f"{cls}-put-{name[: -len('.json')] if name.endswith('.json') else name}", item)
 
     def alert(self, subject: str, message: str) -> None:
         self._write(f"{ALERTS}-sns-{time.time_ns()}", {"op": "publish", "subject": subject, "message": message})
@@ -141,6 +160,10 @@ class Outbox:
             item = self._read(path)
             if item is None:
                 continue
+            if cls == STATE and self._waits_for_records(item):
+                records_blocked = True
+                remaining += 1
+                continue
             try:
                 self._deliver(item)
             except Exception as exc:
@@ -154,6 +177,14 @@ class Outbox:
         if metric_names:
             remaining += self._deliver_metrics(metric_names, len(names))
         return remaining
+
+    def _queued(self, cls: str) -> list[str]:
+        return sorted(n for n in os.listdir(self.dir) if n.startswith(cls + "-") and n.endswith(".json"))
+
+    def _waits_for_records(self, item: dict) -> bool:
+        """A checkpoint (or index) is not stored before the records queued ahead of it: it may count them."""
+        queued = self._queued(RECORDS)
+        return bool(queued) and (item.get("after") is None or not set(item["after"]).isdisjoint(queued))
 
     def _read(self, path: Path) -> dict | None:
         try:

@@ -74,11 +74,10 @@ class SeedLedger:
 
     def write_journal(self, iterations: int) -> None:
         """Append the dirty ranges and the iteration total as one line: plain write, no fsync."""
-        entry = {"a": self.allocated_until, "i": iterations,
-                 "r": [[s, *self.ranges[s]] for s in sorted(self._dirty) if s in self.ranges]}
+        ranges = ",".join(f"[{s},{self.ranges[s][0]},{self.ranges[s][1]}]" for s in sorted(self._dirty) if s in self.ranges)
         if self._journal_fd is None:
             self._journal_fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._journal_fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+        os.write(self._journal_fd, f'{{"a":{self.allocated_until},"i":{iterations},"r":[{ranges}]}}\n'.encode())
         self._dirty.clear()
 
     def truncate_journal(self) -> None:

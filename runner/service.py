@@ -55,14 +55,13 @@ from runner.signature import crash_signature, first_meaningful_line, invariant_s
 from runner.store import LocalStore, StoreError, atomic_write, make_client, open_store
 
 PACING_MIN_S, PACING_MAX_S = 0.005, 0.1  # the wait between reads adapts so the fullest pipe is found ...
-PIPE_FILL_TARGET = 0.4  # ... about this full: big reads, cheap per seed, and never full (a full pipe stalls a simulator)
+PIPE_FILL_TARGET = 0.6  # ... about this full: few big reads, cheap per seed, and never full (that stalls a simulator)
+PIPE_NEARLY_FULL = 0.9  # a pipe found this full is read again at once
 STATE_SYNC_S = 30.0
 STORE_CHECKPOINT_EVERY_S = 60.0
 STORE_CHECKPOINT_MIN_GAP_S = 10.0
 DAILY_COPY_EVERY_S = 600.0
 METRICS_EVERY_S = float(os.environ.get("VOPR_RUNNER_METRICS_INTERVAL_S", "60"))
-PROGRESS_SAMPLE_S = 60.0
-PROGRESS_SAMPLES_KEPT = 120
 PROGRESS_CALLBACK_S = 0.25
 RATE_WINDOW_S = 30.0
 START_BACKOFF_MAX_S = 300.0
@@ -123,7 +122,7 @@ class Runner:
         now = time.monotonic()
         self.last_sync = self.last_store = self.last_metrics = self.last_sample = self.last_callback = now
         self.last_daily = -DAILY_COPY_EVERY_S
-        self.next_progress_sample = now
+        self.next_progress_sample = now + checkpoint.PROGRESS_SAMPLE_S
 
     # -- start-up -------------------------------------------------------------------------------------------
 
@@ -165,7 +164,7 @@ class Runner:
                 raise
             return self._shutdown()
         finally:
-            for proc in getattr(self, "procs", []):
+            for proc in self.procs:
                 proc.signal_group(signal.SIGKILL)
             self._restore_signals(previous)
             self.log.close()
@@ -230,10 +229,10 @@ class Runner:
         self.pending_replays: list[dict] = local.get("pending_replays") or []
         self.limiter = alerts.Limiter(local.get("alert_limiter"))
         self.metrics_base = local.get("metrics_base") or {"time": time.time(), **self.totals}
-        self.batch_seeds = max(self.s.batch_size, int(local.get("batch_seeds") or 0)) if self.s.process_target_s else self.s.batch_size
-        self.progress_samples = doc.get("progress") or []
+        self.batch_seeds = max(self.s.batch_size, int(doc.get("batch_seeds") or 0)) if self.s.process_target_s else self.s.batch_size
         self.iterations_at_start = self.iterations_journaled = self.totals["iterations"]
         self.started_at = utc_now()
+        self.progress_samples = checkpoint.add_progress_sample(doc.get("progress"), self.started_at, self.totals["iterations"])
 
     def _sns_publisher(self):
         if not self.s.alert_topic:
@@ -291,7 +290,7 @@ class Runner:
             self.pacing_s = min(PACING_MAX_S, max(PACING_MIN_S, self.pacing_s * correction))
         elif self.procs:
             self.pacing_s = min(PACING_MAX_S, self.pacing_s * 1.5)
-        if self.fullest >= 2 * PIPE_FILL_TARGET:
+        if self.fullest >= PIPE_NEARLY_FULL:
             return
         pause = self.pacing_s - (time.monotonic() - began)
         if pause > 0 and self.procs and not self.stopping:
@@ -321,8 +320,8 @@ class Runner:
         return not self.pending_replays or now - self.draining_since > DRAIN_REPLAYS_MAX_S
 
     def _start_processes(self, now: float) -> None:
-        if now < self.start_backoff_until:
-            return
+        if now < self.start_backoff_until or len(self.procs) > self.workers or (len(self.procs) == self.workers and not self.pending_replays):
+            return  # every slot busy (the common case)
         batches = [p for p in self.procs if p.role == "batch"]
         while len(batches) < self.workers and self._batches_allowed():
             claim = self.ledger.take_resumable() or self.ledger.allocate(self.batch_seeds, self.totals["iterations"])
@@ -342,7 +341,7 @@ class Runner:
             self._start_failed(f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
             return None
         if self.s.protocol == "vopr-json":
-            proc.stream = JsonStream(first)
+            proc.stream = JsonStream(first, end)
         else:
             proc.got_start = True
         self.sel.register(proc.popen.stdout, selectors.EVENT_READ, proc)
@@ -377,28 +376,23 @@ class Runner:
     def _read(self, proc: SimProcess, pipe) -> None:
         is_json = pipe is proc.popen.stdout and proc.stream is not None
         try:
-            if is_json:
-                feed = proc.stream.read_from(pipe.fileno())
-                data = b"" if feed is None else b"-"
-                if feed is not None:
-                    self.fullest = max(self.fullest, feed.bytes_read / proc.pipe_bytes)
-            else:
-                data = os.read(pipe.fileno(), 65536)
+            got = proc.stream.read_from(pipe.fileno()) if is_json else os.read(pipe.fileno(), 65536)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
+            got = None
+        if is_json and got is not None:
+            self.fullest = max(self.fullest, got.bytes_read / proc.pipe_bytes)
+            self._handle(proc, got)
+        elif got:
+            proc.keep_tail(proc.stderr_tail if pipe is proc.popen.stderr else proc.stdout_tail, got)
+        else:  # end of file
             self.sel.unregister(pipe)
             pipe.close()
             proc.open_fds -= 1
             proc.eof_at = time.monotonic()
             if is_json:
                 self._handle(proc, proc.stream.finish())
-        elif is_json:
-            self._handle(proc, feed)
-        else:
-            proc.keep_tail(proc.stderr_tail if pipe is proc.popen.stderr else proc.stdout_tail, data)
 
     def _handle(self, proc: SimProcess, feed) -> None:
         if feed.start is not None:
@@ -411,8 +405,7 @@ class Runner:
             return
         if feed.complete is not None:
             proc.complete = feed.complete
-        self.totals["iterations"] += feed.completed
-        proc.batch["iterations"] += feed.completed
+        self._count(proc, feed.completed)
         for first, last in feed.gaps:
             self._record_gap(proc, first, last)
         for failure in feed.failures:
@@ -471,9 +464,16 @@ class Runner:
         atomic_write(self.records_dir / f"{record['seed']}.json", body)
         self.outbox.put(layout.failure_key(record["seed"]), body)
 
+    def _count(self, proc: SimProcess, seeds: int) -> None:
+        """Seeds whose outcome is settled (passed, failed, crashed, timed out, skipped by the simulator): each is
+        counted once, in the same loop turn that moves progress past it, so iterations == seeds below next_seed."""
+        self.totals["iterations"] += seeds
+        proc.batch["iterations"] += seeds
+
     def _record_gap(self, proc: SimProcess, first: int, last: int) -> None:
         count = last - first + 1
         self.totals["gaps"] += count
+        self._count(proc, count)
         self.log.warning("gap", first_seed=first, last_seed=last, count=count, pid=proc.pid,
                          detail="the simulator printed no line for these seeds; recorded as nondeterministic")
         for seed in range(first, min(last, first + GAP_RECORDS_PER_GAP - 1) + 1):
@@ -564,12 +564,12 @@ class Runner:
         elif proc.complete is None and seed < proc.end_seed:
             ending = self._abnormal(proc, rc, seed)
             if ending != "infra_fault":  # a crash or timeout is the seed's result: it counts as run
-                self.totals["iterations"] += 1
-                proc.batch["iterations"] += 1
-                self.ledger.progress(proc.range_start, seed + 1)
+                self._count(proc, 1)
+                seed += 1
         elif seed < proc.end_seed:
             self._record_gap(proc, seed, proc.end_seed - 1)
-            self.ledger.progress(proc.range_start, proc.end_seed)
+            seed = proc.end_seed
+        self.ledger.progress(proc.range_start, seed)
         self._batch_ended(proc, rc, ending, proc.first_seed, seed)
 
     def _seed_done(self, proc: SimProcess, rc: int) -> None:
@@ -579,8 +579,7 @@ class Runner:
         if ending is None:
             ending = self._abnormal(proc, rc, seed)
         if ending not in ("stopped", "infra_fault"):
-            self.totals["iterations"] += 1
-            proc.batch["iterations"] += 1
+            self._count(proc, 1)
             self.ledger.progress(proc.range_start, seed + 1)
         next_seed = seed if ending == "infra_fault" else seed + 1
         if ending != "stopped" and next_seed < proc.end_seed and not self.stopping:
@@ -682,8 +681,8 @@ class Runner:
                 self.rate_samples.popleft()
             self.last_sample = now
             if now >= self.next_progress_sample:
-                self.next_progress_sample = now + PROGRESS_SAMPLE_S
-                self.progress_samples = (self.progress_samples + [[utc_now(), self.totals["iterations"]]])[-PROGRESS_SAMPLES_KEPT:]
+                self.next_progress_sample = now + checkpoint.PROGRESS_SAMPLE_S
+                self.progress_samples = checkpoint.add_progress_sample(self.progress_samples, utc_now(), self.totals["iterations"])
         if now - self.last_metrics >= METRICS_EVERY_S:
             self._flush_metrics()
         if self.state_dirty or now - self.last_sync >= STATE_SYNC_S:
@@ -760,8 +759,10 @@ class Runner:
         }
         if local:
             doc["local"] = {"signature_index": self.index, "pending_replays": self.pending_replays,
-                            "alert_limiter": self.limiter.to_json(), "metrics_base": self.metrics_base,
-                            "batch_seeds": self.batch_seeds}
+                            "alert_limiter": self.limiter.to_json(), "metrics_base": self.metrics_base}
+        else:  # what a new instance restoring from the store needs, consistent with the totals above
+            doc["signature_index"] = self.index
+            doc["pending_replay_seeds"] = [item["seed"] for item in self.pending_replays]
         return doc
 
     def _sync_state(self) -> None:

@@ -104,7 +104,18 @@ class S3Store:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code in ("NoSuchKey", "404", "NotFound"):
                 return None
+            if code in ("AccessDenied", "403") and not self._exists(key):
+                return None
             raise StoreError(f"cannot read {self.url}{key}: {describe_aws_error(exc)}") from None
+
+    def _exists(self, key: str) -> bool:
+        """Whether `key` is listed. S3 answers a GET of a missing key with 403, not 404, when the caller may list the
+        bucket only under some prefixes (the instance role's s3:prefix condition), so a 403 is checked this way."""
+        try:
+            page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + key, MaxKeys=1)
+        except Exception:
+            return True
+        return any(obj["Key"] == self.prefix + key for obj in page.get("Contents", []))
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []

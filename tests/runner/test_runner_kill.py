@@ -49,5 +49,6 @@ def test_runner_survives_kill_9_without_losing_or_double_counting(fake_sim, tmp_
     assert cp["next_seed"] >= END_SEED and cp["ranges_in_flight"] == []
     assert cp["totals"]["failures"] == len(failing), "a failure was counted twice or not at all"
     assert cp["totals"]["iterations"] == len(ran), "iterations must count each completed seed once"
+    assert cp["totals"]["iterations"] == cp["next_seed"] == END_SEED, "a finished run counts exactly its seeds"
     assert sum(entry["count"] for entry in index(store).values()) == len(failing)
     assert all(r["determinism"]["status"] == "reproduced" for r in recs.values())

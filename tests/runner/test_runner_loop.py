@@ -3,9 +3,11 @@ garbage, SIGKILL, gaps, nondeterminism, start failures, both protocols, restarts
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,8 +138,8 @@ def test_runner_gap_in_seed_sequence_is_recorded(fake_sim, tmp_path):
     assert rec["kind"] == "nondeterministic" and rec["signature"] == "gap: the simulator skipped this seed"
     assert rec["determinism"]["status"] == "skipped"
     assert [(g["first_seed"], g["last_seed"]) for g in result.events("gap")] == [(4, 4)]
-    cp = checkpoint(store)
-    assert cp["totals"]["gaps"] == 1 and cp["totals"]["iterations"] == 9 and cp["next_seed"] == 10
+    cp = checkpoint(store)  # the skipped seed is settled (recorded), so it counts like any other
+    assert cp["totals"]["gaps"] == 1 and cp["totals"]["iterations"] == 10 and cp["next_seed"] == 10
 
 
 def test_runner_nondeterministic_failure_classified_and_alerted(fake_sim, tmp_path):
@@ -365,3 +367,123 @@ def test_runner_refuses_a_second_runner_on_the_same_state_dir(fake_sim, tmp_path
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(60) == 0
+
+
+def _assert_batches_add_up(result, seeds: int) -> None:
+    batches = result.events("batch")
+    assert sum(b["seeds"] for b in batches) == seeds
+    for b in batches:  # each batch line's range is exactly the seeds it settled
+        assert b["last_seed"] - b["first_seed"] + 1 == b["seeds"], b
+
+
+def test_runner_counts_every_settled_seed_once_so_iterations_equal_next_seed(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    # a failure, a gap inside a batch and one at its end, garbage, a crash, a timeout, SIGKILL twice and once
+    fake_sim.set(fail={"3": {}}, gap_at=[4, 29], garbage_after=[7], panic_at=[12], hang_at=[25],
+                 sigkill_at={"45": "always", "52": "once"})
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--end-seed", "60", "--seed-timeout-s", "1")
+    assert result.returncode == 0, result.stderr
+    cp = checkpoint(store)
+    assert cp["next_seed"] == 60 and cp["totals"]["iterations"] == 60 and cp["totals"]["infra_faults"] == 2
+    recs = records(store)
+    assert {s: r["kind"] for s, r in recs.items()} == {3: "invariant", 4: "nondeterministic", 12: "crash",
+                                                       25: "timeout", 29: "nondeterministic", 45: "crash"}
+    assert cp["totals"]["failures"] == 6 and cp["totals"]["gaps"] == 2
+    _assert_batches_add_up(result, 60)
+
+
+def test_runner_exit_code_protocol_counts_every_settled_seed_once(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(fail={"3": {}}, panic_at=[5], hang_at=[8], sigkill_at={"6": "once", "11": "always"})
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--end-seed", "15", "--seed-timeout-s", "1",
+                        protocol="exit-code")
+    assert result.returncode == 0, result.stderr
+    cp = checkpoint(store)
+    assert cp["next_seed"] == 15 and cp["totals"]["iterations"] == 15
+    assert sorted(records(store)) == [3, 5, 8, 11]
+    _assert_batches_add_up(result, 15)
+
+
+def test_runner_does_not_count_seeds_a_simulator_runs_past_its_range(fake_sim, tmp_path):
+    store = tmp_path / "store"
+    fake_sim.set(extra_seeds=5, fail={"12": {}})  # ignores -n: each process also runs 5 seeds of the next range
+    result = run_runner(fake_sim, store, "--batch-size", "10", "--end-seed", "30")
+    assert result.returncode == 0, result.stderr
+    cp = checkpoint(store)
+    assert cp["next_seed"] == 30 and cp["totals"]["iterations"] == 30
+    assert sorted(records(store)) == [12] and cp["totals"]["failures"] == 1 and index(store)[records(store)[12]["signature_id"]]["count"] == 1
+    assert cp["totals"]["unparsed_lines"] == 15
+
+
+def _utc(ago_s: float = 0) -> str:
+    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=ago_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_runner_progress_samples_start_when_the_run_starts_and_stay_right_across_restarts(fake_sim, tmp_path):
+    from vopr.status import seeds_last_hour
+
+    store = tmp_path / "store"
+    assert run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1").returncode == 0
+    cp = checkpoint(store)
+    assert cp["progress"] == [[cp["started_at"], 0]]  # a young run: "seeds in the last hour" counts all of it
+    for _ in range(2):
+        assert run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1").returncode == 0
+    cp = checkpoint(store)
+    samples = cp["progress"]
+    assert samples[0][1] == 0 and samples[-1] == [cp["started_at"], 20]
+    assert [s[0] for s in samples] == sorted(s[0] for s in samples) and [s[1] for s in samples] == sorted(s[1] for s in samples)
+    assert seeds_last_hour(samples, cp["totals"]["iterations"], dt.datetime.now(dt.timezone.utc)) == 30
+
+
+def test_runner_progress_keeps_the_hours_baseline_through_a_crash_loop(fake_sim, tmp_path):
+    from vopr.status import seeds_last_hour
+
+    store = tmp_path / "store"
+    assert run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1").returncode == 0
+    path = store / ".runner" / "checkpoint.json"
+    local = json.loads(path.read_text())
+    # nothing done two hours ago, then a crash loop restarted the runner every 20 s for 50 minutes
+    baseline = [_utc(7200), 0]
+    local["progress"] = [baseline] + [[_utc(3000 - 20 * i), 10] for i in range(140)]
+    path.write_text(json.dumps(local))
+    fake_sim.set(delay_s=0.01)
+    assert run_runner(fake_sim, store, "--batch-size", "10", "--max-seconds", "2.5").returncode == 0
+    cp = checkpoint(store)
+    total = cp["totals"]["iterations"]
+    assert total > 10 and cp["progress"][0] == baseline
+    assert seeds_last_hour(cp["progress"], total, dt.datetime.now(dt.timezone.utc)) == total
+
+
+@pytest.mark.parametrize("store_state", ["current", "older_runner", "replayed_after_checkpoint"])
+def test_runner_pending_replays_survive_a_restore_from_the_store(fake_sim, tmp_path, store_state):
+    store = tmp_path / "store"
+    fake_sim.set(fail={"3": {}}, replay_hang_at=[3], delay_s=0.01)
+    first = run_runner(fake_sim, store, "--batch-size", "10", "--max-seconds", "2")
+    assert first.returncode == 0, first.stderr
+    assert records(store)[3]["determinism"]["status"] == "pending"
+    latest = checkpoint(store)
+    assert latest["pending_replay_seeds"] == [3] and first.events("shutdown")[0]["pending_replays"] == 1
+    shutil.rmtree(store / ".runner")  # the instance was replaced: its local state is gone
+    sid = records(store)[3]["signature_id"]
+    if store_state == "current":  # an index newer than the checkpoint must not be trusted: it may count seeds run again
+        idx = json.loads((store / "signatures" / "index.json").read_text())
+        idx["signatures"][sid]["count"] = 2
+        (store / "signatures" / "index.json").write_text(json.dumps(idx))
+    elif store_state == "older_runner":  # a checkpoint written before pending_replay_seeds existed
+        for key in ("pending_replay_seeds", "signature_index"):
+            del latest[key]
+        (store / "checkpoints" / "latest.json").write_text(json.dumps(latest))
+    else:  # the replay finished (and its record reached the store) after the checkpoint was stored
+        rec = records(store)[3]
+        rec["determinism"] = {"status": "reproduced", "replayed_at": _utc(), "replay_kind": "invariant",
+                              "replay_signature_id": sid, "replay_signature": rec["signature"]}
+        (store / "failures" / "3.json").write_text(json.dumps(rec))
+    fake_sim.set(replay_hang_at=[])
+    second = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
+    assert second.returncode == 0, second.stderr
+    assert "checkpoints/latest.json" in second.events("checkpoint_restored")[0]["source"]
+    assert records(store)[3]["determinism"]["status"] == "reproduced"
+    entry = index(store)[sid]
+    assert entry["count"] == 1 and entry["replays_reproduced"] == 1 and entry["reproducible"] is True
+    assert fake_sim.seeds_run("replay") == ([] if store_state == "replayed_after_checkpoint" else [3])
+    assert checkpoint(store)["pending_replay_seeds"] == []

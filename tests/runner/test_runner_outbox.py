@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 from runner.logs import Logger
@@ -96,4 +97,58 @@ def test_runner_outbox_thread_delivers_promptly_and_close_is_bounded(tmp_path):
     store.failing = ("failures/",)
     box.put("failures/2.json", b"{}")
     assert box.close(timeout_s=5) == 1  # gives up after fruitless rounds; the file stays for the next start
-    assert (tmp_path / "outbox" / "10-put-failures~2.json.json").exists()
+    assert (tmp_path / "outbox" / "10-put-failures~2.json").exists()
+
+
+def test_runner_outbox_never_stores_a_checkpoint_before_a_record_queued_ahead_of_it(tmp_path):
+    box, store, _ = _outbox(tmp_path)
+    box.put("checkpoints/daily/2026-12-03.json", b'{"next_seed": 8}')
+    box.put("checkpoints/latest.json", b'{"next_seed": 8}')
+    stored: list[tuple[str, bytes]] = []
+    put = store.put
+
+    def put_while_the_loop_runs(key, data):
+        put(key, data)
+        stored.append((key, data))
+        if key.startswith("checkpoints/daily/") and len(stored) == 1:
+            # meanwhile the loop finds seed 9 failing: its record, then a checkpoint counting it, are queued
+            box.put("failures/9.json", b'{"seed": 9}')
+            box.put("checkpoints/latest.json", b'{"next_seed": 10}')
+
+    store.put = put_while_the_loop_runs
+    for _ in range(3):
+        box._pass(force=True)
+    assert box.pending() == 0
+    record_at = stored.index(("failures/9.json", b'{"seed": 9}'))
+    assert stored.index(("checkpoints/latest.json", b'{"next_seed": 10}')) > record_at
+    assert json.loads((tmp_path / "store" / "checkpoints" / "latest.json").read_text()) == {"next_seed": 10}
+
+
+def _old_entry(folder, name: str, key: str, body: str, mtime_s: float) -> None:
+    path = folder / name
+    path.write_text(json.dumps({"op": "put", "key": key, "body": body}, sort_keys=True))
+    os.utime(path, (mtime_s, mtime_s))
+
+
+def test_runner_outbox_names_are_clean_and_entries_queued_under_old_names_are_still_delivered(tmp_path):
+    box, _, _ = _outbox(tmp_path / "a")
+    box.put("failures/7.json", b"{}")
+    box.put("checkpoints/latest.json", b"{}")
+    assert sorted(os.listdir(tmp_path / "a" / "outbox")) == ["10-put-failures~7.json", "30-put-checkpoints~latest.json"]
+    # what a runner up to 0.1.0 left behind (`.json.json`), then a newer write of the same checkpoint after the upgrade
+    outbox = tmp_path / "b" / "outbox"
+    outbox.mkdir(parents=True)
+    now = time.time()
+    _old_entry(outbox, "10-put-failures~9.json.json", "failures/9.json", '{"seed": 9}', now - 60)
+    _old_entry(outbox, "30-put-checkpoints~latest.json.json", "checkpoints/latest.json", '{"next_seed": 5}', now - 60)
+    _old_entry(outbox, "30-put-signatures~index.json.json", "signatures/index.json", '{"old": true}', now - 10)
+    _old_entry(outbox, "30-put-signatures~index.json", "signatures/index.json", '{"old": false}', now - 60)
+    box, store, _ = _outbox(tmp_path / "b")
+    box.put("checkpoints/latest.json", b'{"next_seed": 10}')
+    assert box._pass(force=True) == 0
+    assert sorted(store.order) == ["checkpoints/latest.json", "failures/9.json", "signatures/index.json"]
+    written = tmp_path / "b" / "store"
+    assert json.loads((written / "failures" / "9.json").read_text()) == {"seed": 9}
+    assert json.loads((written / "checkpoints" / "latest.json").read_text()) == {"next_seed": 10}
+    assert json.loads((written / "signatures" / "index.json").read_text()) == {"old": True}  # the newer file won
+    assert os.listdir(outbox) == []

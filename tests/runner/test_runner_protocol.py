@@ -84,14 +84,50 @@ def test_runner_fast_path_counts_plain_lines_and_falls_back_on_anything_unusual(
     stream = JsonStream(10)
     out = stream.feed(b"\n".join(lines[:3] + [b"garbage"] + [failed] + lines[5:9]) + b"\n")
     assert [f["seed"] for f in out.failures] == [14] and out.gaps == [(13, 13)] and out.unparsed == [b"garbage"]
-    # the documented blind spot: an odd line and a missing seed inside one run of passing lines cancel out
+    # an odd line and a missing seed together: found in a short run (parsed line by line) ...
     stream = JsonStream(10)
     out = stream.feed(b"\n".join(lines[:3] + [b"garbage"] + lines[4:9]) + b"\n")
-    assert out.completed == 9 and not out.gaps and not out.unparsed and stream.expected == 19
+    assert out.completed == 8 and out.gaps == [(13, 13)] and out.unparsed == [b"garbage"] and stream.expected == 19
+    # ... but the documented blind spot: inside one long run of passing lines they cancel out in the count
+    stream = JsonStream(10)
+    out = stream.feed(b"\n".join(lines[:3] + [b"garbage"] + lines[4:60]) + b"\n")
+    assert out.completed == 60 and not out.gaps and not out.unparsed and stream.expected == 70
     # a repeated or backwards seed is never counted twice
     stream = JsonStream(10)
     out = stream.feed(b"\n".join([lines[0], lines[1], lines[1], lines[2]]) + b"\n")
     assert out.completed == 3 and len(out.unparsed) == 1
+
+
+def _passing(seeds) -> list[bytes]:
+    return [json.dumps({"data": {"events": 100, "seed": s, "simulated_time_ms": 1.5, "status": "ok"},
+                        "timestamp": "2026-11-30T11:02:40.550190311+00:00", "type": "iteration"},
+                       sort_keys=True, separators=(",", ":")).encode() for s in seeds]
+
+
+def test_runner_long_runs_find_a_gap_or_an_odd_line_anywhere_and_survive_floods_of_garbage():
+    lines = _passing(range(0, 5000))
+    rng = random.Random(11)
+    for _ in range(20):
+        at = rng.randrange(1, 4999)
+        stream = JsonStream(0)  # a gap alone, deep inside a long run
+        out = stream.feed(b"\n".join(lines[:at] + lines[at + 1:]) + b"\n")
+        assert out.gaps == [(at, at)] and out.completed == 4999 and not out.unparsed and stream.expected == 5000
+        stream = JsonStream(0)  # an odd line alone
+        out = stream.feed(b"\n".join(lines[:at] + [b"debug: checkpoint written"] + lines[at:]) + b"\n")
+        assert out.unparsed == [b"debug: checkpoint written"] and out.completed == 5000 and not out.gaps
+    # thousands of non-protocol lines in a row (a chatty simulator): all counted, none fatal
+    stream = JsonStream(0)
+    out = stream.feed(b"\n".join([b"debug: tick"] * 3000 + lines[:3000] + [b"debug: tock"] * 3000) + b"\n")
+    assert len(out.unparsed) == 6000 and out.completed == 3000 and stream.expected == 3000 and not out.gaps
+
+
+def test_runner_seeds_past_the_range_asked_for_are_not_counted():
+    stream = JsonStream(0, 100)  # a simulator that ignores -n: those seeds belong to another process's range
+    out = stream.feed(b"\n".join(_passing(range(0, 150))) + b"\n")
+    assert out.completed == 100 and stream.expected == 100 and len(out.unparsed) == 50
+    stream = JsonStream(0, 10)
+    out = stream.feed(b"\n".join(_passing(range(0, 12))) + b"\n")
+    assert out.completed == 10 and len(out.unparsed) == 2
 
 
 def test_runner_signature_normalisation_known_values():

@@ -45,7 +45,8 @@ def outcome(spec, seed, replay):
     kill = spec.get("sigkill_at", {}).get(key)
     if kill == "always" or (kill == "once" and once(spec, f"kill-{seed}")):
         os.kill(os.getpid(), signal.SIGKILL)
-    if seed in spec.get("hang_at", []) and (not replay or spec.get("hang_on_replay", True)):
+    if (seed in spec.get("hang_at", []) and (not replay or spec.get("hang_on_replay", True))) or \
+            (replay and seed in spec.get("replay_hang_at", [])):
         child = subprocess.Popen(["sleep", "3600"])  # must die with the process group
         with open(os.path.join(spec["marker_dir"], f"hang-child-{child.pid}"), "w"):
             pass
@@ -95,7 +96,7 @@ def main():
     emit("start", {"checkpoint_loaded": False, "iterations": count, "network_faults": True, "starting_seed": seed, "storage_faults": True})
     failed = []
     started = time.monotonic()
-    for s in range(seed, seed + count):
+    for s in range(seed, seed + count + spec.get("extra_seeds", 0)):  # extra_seeds: a simulator that ignores -n
         if spec.get("delay_s"):
             time.sleep(spec["delay_s"])
         result = outcome(spec, s, replay)
