@@ -1,6 +1,6 @@
 """Incremental parser for one `vopr-json` process's stdout, built to cost almost nothing per seed.
 
-The pipe is read into one reusable buffer (no allocation per read). Every line holding `"failed"` is found by a
+The output file is read as it grows into one reusable buffer (no allocation per read). Every line holding `"failed"` is found by a
 byte search and parsed, so no failure is skipped. The lines between are accepted in bulk after counting their
 newlines and parsing only the first and the last (passing iteration lines whose seeds span exactly that many
 lines); a run that does not add up (a start or batch_complete line, garbage, a gap) is halved until its parts
@@ -19,7 +19,7 @@ RARE_BYTE = b"f"  # in every failed line; absent from passing lines unless they 
 RARE_BYTE_FALSE_HITS_MAX = 16
 MAX_SAMPLE_BYTES = 300
 PARSED_ALONE_MAX_LINES = 16
-PIPE_READ_BYTES = 1 << 20
+READ_BYTES = 1 << 20
 COUNT_PIECE_BYTES = 64 << 10  # below malloc's mmap threshold: the copies _newlines makes reuse heap memory
 MAX_LINE_BYTES = 16 << 20
 
@@ -55,15 +55,15 @@ class JsonStream:
         self.end = end_seed if end_seed is not None else 1 << 64  # a seed at or past it was not asked for: unparsed
         self._probe = FAILED_MARK
         self._false_hits = 0
-        self._buf = bytearray(2 * PIPE_READ_BYTES)
+        self._buf = bytearray(2 * READ_BYTES)
         self._fill = 0  # bytes of an unfinished line at the start of _buf
 
     def read_from(self, fd: int) -> Feed | None:
-        """Read what the (non-blocking) pipe holds and parse the complete lines; None at end of file.
-        BlockingIOError when there is nothing to read."""
-        if len(self._buf) - self._fill < PIPE_READ_BYTES:
+        """Read up to READ_BYTES more of the output and parse the complete lines; None when nothing new is there
+        (at the end of the file so far)."""
+        if len(self._buf) - self._fill < READ_BYTES:
             self._make_room()
-        n = os.readv(fd, [memoryview(self._buf)[self._fill: self._fill + PIPE_READ_BYTES]])
+        n = os.readv(fd, [memoryview(self._buf)[self._fill: self._fill + READ_BYTES]])
         if n == 0:
             return None
         out = self._consume(self._fill + n)

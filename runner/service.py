@@ -2,24 +2,28 @@
 
 Design (in the spirit of TigerBeetle's cfo.zig):
 
-- One thread, one loop. Each iteration: start simulator processes for free worker slots, wait (selectors)
-  for output from any of them, handle what arrived, reap the ones that ended, kill the ones that hang, then do
-  the timed work (save progress, queue uploads, metrics, alerts). Nothing on this path waits on the network:
+- One thread, one loop. Each iteration: start simulator processes for free worker slots, wait READ_EVERY_S (or
+  less: a simulator's exit wakes the loop through its pidfd), read what each one appended to its output file,
+  handle it, reap the ones that ended, kill the ones that hang, then do the timed work (save progress, queue
+  uploads, metrics, alerts). Nothing on this path waits on the network:
   S3, SNS and CloudWatch calls go through the on-disk outbox, drained by a background thread.
 - Seeds: each process gets a disjoint range [start, end) (SeedLedger). A range's progress is the first seed
   it has not reported. The checkpoint's `next_seed` is the lowest unfinished seed of any range, so it never
   claims a seed done before every lower seed is done. Progress is fsynced to the local checkpoint every
-  STATE_SYNC_S and journalled (plain appends) between, so `kill -9` of the runner redoes at most the seed
-  each process had in flight (plus lines still unread in its pipe, which the runner never saw).
+  STATE_SYNC_S and journalled (plain appends) between.
+- Simulators write to files (runner.procs), never to pipes, so nothing they print dies with the runner. A
+  runner that starts kills any simulator a killed runner left running, reads the files left behind from the
+  range's checkpointed progress on (recording and counting what it finds, as if it had read it live), and
+  resumes each range at its first unreported seed: `kill -9` of the runner redoes at most the seed each
+  process had in flight. A file is deleted only after a checkpoint holds everything read from it.
 - A failing seed is written (local record, fsynced, plus an outbox entry) before it is counted; the
   checkpoint that counts it also moves progress past it, in one atomic write. So a seed is rerun only if it
   was never counted, and counting it then is right.
-- Throughput: output is read in large chunks (the wait between reads adapts within PACING_MIN_S..PACING_MAX_S
-  so the fullest pipe is found about PIPE_FILL_TARGET full, never full) and scanned with byte searches
-  (runner.protocol); processes are grown until each runs about --process-target-s, so process start-up is
-  amortised. bench/bench_runner.py measures what is left: about 1.3% of the simulators' CPU time next to
-  simulators doing 55,000 seeds/s each (~1.1 ns per output byte: the kernel copying the pipe, and one pass
-  counting newlines, which is what lets a gap or a stray line inside a run of passing lines be noticed).
+- Throughput: output is read in large chunks every READ_EVERY_S and scanned with byte searches
+  (runner.protocol); processes are grown until each runs about --process-target-s (and writes at most
+  OUTPUT_BYTES_PER_PROCESS_MAX), so process start-up is amortised. bench/bench_runner.py measures what is left
+  next to simulators doing 55,000 seeds/s each: the kernel copying the file, and one pass counting newlines,
+  which is what lets a gap or a stray line inside a run of passing lines be noticed.
 - Every failing seed is replayed once on its own (one extra process at a time, off the main seed stream); the
   queue lives in the checkpoint, is bounded by --replay-backlog, and beyond it records say `skipped`.
 
@@ -47,16 +51,17 @@ from runner import alerts, checkpoint, layout, records
 from runner.imds import Imds, SpotWatcher
 from runner.logs import Logger, utc_now
 from runner.outbox import Outbox, metric_timestamp
-from runner.procs import SimProcess
-from runner.protocol import JsonStream
+from runner.procs import OUTPUT_DIR, SimProcess, kill_left_behind
+from runner.protocol import Feed, JsonStream
 from runner.seeds import SeedLedger
 from runner.settings import Settings, SettingsError, validate
 from runner.signature import crash_signature, first_meaningful_line, invariant_signature, signal_name, signature_id
 from runner.store import LocalStore, StoreError, atomic_write, make_client, open_store
 
-PACING_MIN_S, PACING_MAX_S = 0.005, 0.1  # the wait between reads adapts so the fullest pipe is found ...
-PIPE_FILL_TARGET = 0.6  # ... about this full: few big reads, cheap per seed, and never full (that stalls a simulator)
-PIPE_NEARLY_FULL = 0.9  # a pipe found this full is read again at once
+READ_EVERY_S = 0.1
+POLL_WITHOUT_PIDFD_S = 0.01  # where pidfd_open is missing, exits are noticed by polling this often
+STDERR_BYTES_MAX = 16 << 20  # per process; beyond it the file is emptied and its tail kept in memory
+OUTPUT_BYTES_PER_PROCESS_MAX = 256 << 20  # batch growth stops where a process's stdout file would exceed it
 STATE_SYNC_S = 30.0
 STORE_CHECKPOINT_EVERY_S = 60.0
 STORE_CHECKPOINT_MIN_GAP_S = 10.0
@@ -68,6 +73,7 @@ START_BACKOFF_MAX_S = 300.0
 GAP_RECORDS_PER_GAP = 10
 UNPARSED_LOGGED_PER_PROCESS = 5
 MAX_BATCH_SEEDS = 50_000_000
+READS_PER_TURN_MAX = 64  # of protocol.READ_BYTES each: a process that wrote more is read further next turn
 DRAIN_REPLAYS_MAX_S = 60.0
 SHUTDOWN_FLUSH_S = 60.0
 EXTERNAL_KILL_SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP")
@@ -113,8 +119,9 @@ class Runner:
         self.step_flood = False
         self.step_batch: dict | None = None
         self.state_dirty = False
-        self.fullest = 0.0
-        self.pacing_s = PACING_MIN_S
+        self.out_dir = self.state_dir / OUTPUT_DIR
+        self.spent: list[SimProcess] = []  # ended batches whose output files wait for the next checkpoint
+        self.bytes_per_seed = 0.0
         self.index_dirty = True
         self.store_wanted = True
         self.iterations_journaled = 0
@@ -129,6 +136,7 @@ class Runner:
     def run(self) -> int:
         try:
             self.records_dir.mkdir(parents=True, exist_ok=True)
+            self.out_dir.mkdir(exist_ok=True)
             self._lock_fh = open(self.state_dir / ".lock", "a+")
         except OSError as exc:
             self.log.close()
@@ -155,6 +163,7 @@ class Runner:
                           ranges_in_flight=self.ledger.ranges_in_flight(), workers=self.workers, protocol=self.s.protocol,
                           command=self.s.simulator_command, store=self.store.url, state_dir=str(self.state_dir),
                           commit=self.simulator["commit"], host=self.host, pending_replays=len(self.pending_replays))
+            self._recover_outputs()
             self._sync_state()
             try:
                 self._loop()
@@ -264,6 +273,58 @@ class Runner:
         self.log.warning("spot_interruption", notice=notice[:500])
         self._request_stop("spot_interruption")
 
+    def _recover_outputs(self) -> None:
+        """Read what simulators wrote that no runner read: the files a killed runner left in out/. Simulators it
+        left running are killed first. For each batch range still in flight, the seeds from its checkpointed
+        progress on are handled as if read live; everything else (replays, exit-code runs, finished ranges)
+        is simply run again. The files go once a checkpoint holds what they said."""
+        killed = kill_left_behind(self.out_dir)
+        if killed:
+            self.log.warning("orphans_killed", pids=killed, detail="simulators a killed runner left running")
+        left: list[SimProcess] = []
+        for path in self.out_dir.iterdir():
+            proc = SimProcess.left_behind(path)
+            if proc is not None:
+                left.append(proc)
+            elif path.suffix != ".err" or not path.with_suffix(".out").exists():
+                path.unlink()
+        left.sort(key=lambda p: (p.range_start, p.out_path.name.rsplit("-", 1)[1]))
+        for proc in left:
+            if proc.role == "batch" and self.s.protocol == "vopr-json" and proc.range_start in self.ledger.ranges:
+                self._recover_batch(proc)
+        if left:
+            self._sync_state()
+            for proc in left:
+                proc.remove_files()
+
+    def _recover_batch(self, proc: SimProcess) -> None:
+        resume = self.ledger.ranges[proc.range_start][1]
+        proc.stream = JsonStream(proc.first_seed, proc.end_seed)
+        feed = Feed()
+        with open(proc.out_path, "rb") as fh:
+            while (more := proc.stream.read_from(fh.fileno())) is not None:
+                more.unparsed.clear()  # already counted by the runner that read them, or not worth a second count
+                feed.merge(more)
+        feed.merge(proc.stream.finish())
+        reached = proc.stream.expected
+        if feed.complete is not None and reached < proc.end_seed:
+            feed.gaps.append((reached, proc.end_seed - 1))
+            reached = proc.end_seed
+        if reached <= resume:
+            return
+        proc.batch = {"first_seed": resume, "started": time.monotonic(), "failures": 0, "iterations": 0}
+        gaps = [(max(first, resume), last) for first, last in feed.gaps if last >= resume]
+        self._count(proc, reached - resume - sum(last - first + 1 for first, last in gaps))
+        for first, last in gaps:
+            self._record_gap(proc, first, last)
+        for failure in feed.failures:
+            if failure["seed"] >= resume:
+                self._record_invariant(proc, failure)
+        self.ledger.progress(proc.range_start, reached)
+        self.log.info("output_recovered", file=proc.out_path.name, first_seed=resume, last_seed=reached - 1,
+                      failures=proc.batch["failures"], detail="read from the file a killed runner left")
+        self._batch_ended(proc, None, "recovered", resume, reached)
+
     # -- the loop ---------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -274,27 +335,17 @@ class Runner:
                 self._start_processes(began)
             if not self.procs and (self.stopping or self._finished()):
                 return
-            timeout = 0.25 if self.procs else max(0.05, min(1.0, self.start_backoff_until - began))
-            self.fullest = 0.0
-            for key, _ in self.sel.select(timeout):
-                self._read(key.data, key.fileobj)
+            if not self.procs:
+                timeout = max(0.05, min(1.0, self.start_backoff_until - began))
+            elif all(p.pidfd is not None for p in self.procs):
+                timeout = READ_EVERY_S
+            else:
+                timeout = POLL_WITHOUT_PIDFD_S
+            self.sel.select(timeout)  # returns early when a simulator exits
+            self._read_outputs()
             self._reap()
             self._check_timeouts()
             self._tick()
-            self._pace(began)
-
-    def _pace(self, began: float) -> None:
-        """Read big chunks (cheap per seed) without ever letting a pipe fill up (which would stall a simulator)."""
-        if self.fullest > 0.0:
-            correction = min(1.5, max(0.5, PIPE_FILL_TARGET / self.fullest))
-            self.pacing_s = min(PACING_MAX_S, max(PACING_MIN_S, self.pacing_s * correction))
-        elif self.procs:
-            self.pacing_s = min(PACING_MAX_S, self.pacing_s * 1.5)
-        if self.fullest >= PIPE_NEARLY_FULL:
-            return
-        pause = self.pacing_s - (time.monotonic() - began)
-        if pause > 0 and self.procs and not self.stopping:
-            time.sleep(pause)
 
     def _check_limits(self, now: float) -> None:
         if self.stop_event.is_set():
@@ -336,7 +387,7 @@ class Runner:
 
     def _spawn(self, argv: list[str], role: str, range_start: int, first: int, end: int, env=None) -> SimProcess | None:
         try:
-            proc = SimProcess(argv, self.s.workdir, role, range_start, first, end, env=env)
+            proc = SimProcess.start(argv, self.s.workdir, role, range_start, first, end, self.out_dir, env=env)
         except OSError as exc:
             self._start_failed(f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
             return None
@@ -344,8 +395,8 @@ class Runner:
             proc.stream = JsonStream(first, end)
         else:
             proc.got_start = True
-        self.sel.register(proc.popen.stdout, selectors.EVENT_READ, proc)
-        self.sel.register(proc.popen.stderr, selectors.EVENT_READ, proc)
+        if proc.pidfd is not None:
+            self.sel.register(proc.pidfd, selectors.EVENT_READ, proc)
         self.procs.append(proc)
         return proc
 
@@ -373,26 +424,25 @@ class Runner:
 
     # -- reading output ---------------------------------------------------------------------------------------
 
-    def _read(self, proc: SimProcess, pipe) -> None:
-        is_json = pipe is proc.popen.stdout and proc.stream is not None
-        try:
-            got = proc.stream.read_from(pipe.fileno()) if is_json else os.read(pipe.fileno(), 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            got = None
-        if is_json and got is not None:
-            self.fullest = max(self.fullest, got.bytes_read / proc.pipe_bytes)
-            self._handle(proc, got)
-        elif got:
-            proc.keep_tail(proc.stderr_tail if pipe is proc.popen.stderr else proc.stdout_tail, got)
-        else:  # end of file
-            self.sel.unregister(pipe)
-            pipe.close()
-            proc.open_fds -= 1
-            proc.eof_at = time.monotonic()
-            if is_json:
-                self._handle(proc, proc.stream.finish())
+    def _read_outputs(self) -> None:
+        """What each simulator appended since the last turn. A process seen exited before its file is read to
+        the end has nothing more to say: its output is then finished."""
+        for proc in self.procs:
+            if proc.output_done:
+                continue
+            ended = proc.exited()
+            if proc.stream is not None:
+                for _ in range(READS_PER_TURN_MAX):
+                    feed = proc.stream.read_from(proc.out_fd)
+                    if feed is None:
+                        break
+                    proc.out_bytes += feed.bytes_read
+                    self._handle(proc, feed)
+                else:
+                    continue  # more than a turn's share: the rest next turn, even if the process has ended
+                if ended:
+                    self._handle(proc, proc.stream.finish())
+            proc.output_done = ended
 
     def _handle(self, proc: SimProcess, feed) -> None:
         if feed.start is not None:
@@ -409,9 +459,7 @@ class Runner:
         for first, last in feed.gaps:
             self._record_gap(proc, first, last)
         for failure in feed.failures:
-            self._record(proc, failure["seed"], "invariant", invariant_signature(failure.get("invariant"), failure.get("message")),
-                         invariant=failure.get("invariant"), message=failure.get("message"), events=failure.get("events"),
-                         exit_status=None, simulator_timestamp=failure.get("timestamp"))
+            self._record_invariant(proc, failure)
         if feed.unparsed:
             self._unparsed(proc, feed.unparsed)
         self.ledger.progress(proc.range_start, proc.stream.expected)
@@ -426,6 +474,11 @@ class Runner:
                              detail=f"logged for the first {UNPARSED_LOGGED_PER_PROCESS} per process; all are counted")
 
     # -- recording failures -----------------------------------------------------------------------------------
+
+    def _record_invariant(self, proc: SimProcess, failure: dict) -> None:
+        self._record(proc, failure["seed"], "invariant", invariant_signature(failure.get("invariant"), failure.get("message")),
+                     invariant=failure.get("invariant"), message=failure.get("message"), events=failure.get("events"),
+                     exit_status=None, simulator_timestamp=failure.get("timestamp"))
 
     def _record(self, proc: SimProcess, seed: int, kind: str, signature: str, determinism: dict | None = None, **fields) -> dict:
         """Write the record (local, fsynced, and queued for the store), then count it."""
@@ -484,13 +537,12 @@ class Runner:
     # -- processes that ended ---------------------------------------------------------------------------------
 
     def _reap(self) -> None:
-        for proc in [p for p in self.procs if p.open_fds == 0]:
-            if not proc.exited():
-                if time.monotonic() - proc.eof_at > 5:
-                    proc.kill(proc.kill_reason or "closed_output")
-                continue
+        for proc in [p for p in self.procs if p.output_done]:
             proc.signal_group(signal.SIGKILL)  # anything it left behind; the zombie still holds the group id
             rc = proc.popen.wait()
+            if proc.pidfd is not None:
+                self.sel.unregister(proc.pidfd)
+            proc.close()
             self.procs.remove(proc)
             if self.stop_reason and proc.kill_reason is None:
                 proc.kill_reason = "stop"  # e.g. systemd's SIGTERM reached the simulators before the runner acted
@@ -500,6 +552,10 @@ class Runner:
                 self._seed_done(proc, rc)
             else:
                 self._batch_done(proc, rc)
+            if proc.role == "batch" and self.s.protocol == "vopr-json":
+                self.spent.append(proc)  # read again after a kill -9 until a checkpoint holds what it said
+            else:
+                proc.remove_files()  # its outcome was its exit status: a restart runs it again
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -598,15 +654,17 @@ class Runner:
                       seconds=round(seconds, 3), rate=round(done / seconds, 1) if seconds > 0 else None, exit_status=rc,
                       ending=ending, next_seed=self.ledger.next_seed, iterations_total=self.totals["iterations"])
         if ending == "complete" and self.s.process_target_s and self.s.protocol == "vopr-json":
-            self._grow_batches(done, seconds)
+            self._grow_batches(done, seconds, proc.out_bytes)
         self.state_dirty = self.store_wanted = True
 
-    def _grow_batches(self, seeds: int, seconds: float) -> None:
-        """Aim for --process-target-s per process (amortises start-up); at most 10x growth per step."""
+    def _grow_batches(self, seeds: int, seconds: float, out_bytes: int) -> None:
+        """Aim for --process-target-s per process (amortises start-up) within OUTPUT_BYTES_PER_PROCESS_MAX of
+        output; at most 10x growth per step."""
         if seeds < self.batch_seeds // 2 or seconds <= 0:
             return
         wanted = int(seeds * self.s.process_target_s / max(seconds, 0.001))
-        self.batch_seeds = max(self.s.batch_size, min(MAX_BATCH_SEEDS, self.batch_seeds * 10, wanted))
+        fits = int(OUTPUT_BYTES_PER_PROCESS_MAX * seeds / max(1, out_bytes))
+        self.batch_seeds = max(self.s.batch_size, min(MAX_BATCH_SEEDS, self.batch_seeds * 10, wanted, fits))
 
     # -- determinism replays ----------------------------------------------------------------------------------
 
@@ -676,6 +734,10 @@ class Runner:
         if self.limiter.digest_due(time.time()):
             self._alert(alerts.Alert("digest"))
         if now - self.last_sample >= 1.0:
+            for proc in self.procs:
+                if proc.trim_stderr(STDERR_BYTES_MAX):
+                    self.log.warning("stderr_trimmed", pid=proc.pid, bytes_max=STDERR_BYTES_MAX,
+                                     detail="the simulator's stderr passed the limit: its file was emptied, its tail kept")
             self.rate_samples.append((now, self.totals["iterations"]))
             while self.rate_samples and now - self.rate_samples[0][0] > RATE_WINDOW_S:
                 self.rate_samples.popleft()
@@ -767,6 +829,9 @@ class Runner:
 
     def _sync_state(self) -> None:
         atomic_write(self.state_dir / checkpoint.LOCAL_FILE, records.dumps(self._checkpoint_doc(local=True)))
+        for proc in self.spent:
+            proc.remove_files()
+        self.spent.clear()
         self.ledger.truncate_journal()
         self.iterations_journaled = self.totals["iterations"]
         self.state_dirty = False

@@ -53,6 +53,10 @@ def outcome(spec, seed, replay):
         time.sleep(3600)
     if seed in spec.get("panic_at", []):
         sys.stdout.flush()
+        for _ in range(spec.get("stderr_flood_mib", 0)):  # a simulator that logs without end before it panics
+            sys.stderr.write(("log: tick\n" * 104858)[: 1 << 20])
+            sys.stderr.flush()
+            time.sleep(0.05)
         sys.stderr.write("some earlier noise\nthread 'main' panicked at crates/kmb-sim/src/storage.rs:212:9:\n"
                          f"index out of bounds: the len is 4 but the index is {seed % 7 + 4}\n"
                          "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n")
@@ -102,12 +106,12 @@ def main():
         result = outcome(spec, s, replay)
         if s in spec.get("gap_at", []) and not replay:
             continue
+        note(spec, s, role)  # before its line: a seed killed in between counts as run, so a rerun shows as redone
         if result:
             failed.append(s)
             emit("iteration", {"events": 57, "invariant": result[0], "message": result[1], "seed": s, "status": "failed"})
         else:
             emit("iteration", {"events": 100, "seed": s, "simulated_time_ms": 391.2, "status": "ok"})
-        note(spec, s, role)
         if s in spec.get("garbage_after", []):
             sys.stdout.write("this is not json {\n")
             sys.stdout.write('{"data":{},"timestamp":"x","type":"mystery"}\n')
