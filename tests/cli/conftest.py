@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from helpers import simulator_repo
 from typer.testing import CliRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -214,21 +215,9 @@ exec {sys.executable} -m runner.demo_vopr "$@"
 RUN_END_SEED = 60000
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout.strip()
-
-
 def make_sim_repo(path: Path) -> SimpleNamespace:
     """A git repository whose `sim.sh` is the demo simulator; the build step makes it executable."""
-    path.mkdir(parents=True)
-    _git(path, "init", "-q", "-b", "main")
-    (path / "sim.sh").write_text(SIM_SCRIPT)
-    _git(path, "add", "sim.sh")
-    _git(path, "commit", "-q", "-m", "simulator")
-    (path / "sim.sh").chmod(0o755)
-    return SimpleNamespace(path=path, commit=_git(path, "rev-parse", "HEAD"))
+    return SimpleNamespace(path=path, commit=simulator_repo(path, "sim.sh", SIM_SCRIPT))
 
 
 def run_runner(repo: Path, store: str, log_file: Path, env: dict | None = None, end_seed: int = RUN_END_SEED,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from helpers import drain_queue, simulator_repo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAKE_VOPR = REPO_ROOT / "tests" / "runner" / "fakes" / "fake_vopr.py"
@@ -49,21 +50,9 @@ SIGNATURES = {
 RUN_TIMEOUT_S = 180
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout.strip()
-
-
 def _sim_repo(path: Path) -> str:
     """A git repository whose `vopr` is the fake simulator; returns its commit."""
-    path.mkdir()
-    _git(path, "init", "-q", "-b", "main")
-    (path / "vopr").write_text(f"#!{sys.executable}\n" + FAKE_VOPR.read_text())
-    _git(path, "add", "vopr")
-    _git(path, "commit", "-q", "-m", "simulator")
-    (path / "vopr").chmod(0o755)
-    return _git(path, "rev-parse", "HEAD")
+    return simulator_repo(path, "vopr", f"#!{sys.executable}\n" + FAKE_VOPR.read_text())
 
 
 def _aws_resources(env: dict) -> dict:
@@ -117,17 +106,6 @@ def _runner_argv(repo: Path, state: Path, topic: str) -> list[str]:
         "--metrics", "cloudwatch", "--alert-topic", topic, "--repo-url", str(repo), "--git-ref", "main",
         "--build-command", BUILD_COMMAND, "--end-seed", str(END_SEED),
     ]
-
-
-def _drain_queue(sqs, queue: str) -> list[dict]:
-    messages = []
-    while True:
-        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            return messages
-        for m in got:
-            messages.append(json.loads(m["Body"]))
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
 
 
 def _vopr(workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -257,7 +235,7 @@ def test_rehearsal_runner_then_cli_against_moto_with_a_kill_9(aws, tmp_path):
     assert not any(l.lstrip().startswith('{"') for l in shown_logs.stdout.splitlines())
 
     # Alerts: one at-once email per new signature (a kill between queueing and saving may repeat one, never lose one).
-    messages = _drain_queue(res["sqs"], res["queue"])
+    messages = drain_queue(res["sqs"], res["queue"])
     subjects = [m["Subject"] for m in messages]
     for subject in subjects:
         assert len(subject) <= 100 and subject.isascii() and "\n" not in subject and subject.startswith(f"[{NAME}] ")

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import boto3
 import pytest
 
+from helpers import drain_queue
 from runner_helpers import FakeImds, TcpForwarder, parse_logs, run_runner, start_runner
 
 BUCKET = "vopr-results-test"
@@ -49,14 +50,7 @@ def aws_world(aws, tmp_path):
 
         @staticmethod
         def alerts() -> list[dict]:
-            out = []
-            while True:
-                got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-                if not got:
-                    return out
-                for m in got:
-                    out.append(json.loads(m["Body"]))
-                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+            return drain_queue(sqs, queue)
 
     return World
 
