@@ -136,7 +136,7 @@ def load_from_store(store, log) -> tuple[dict | None, str | None, list[str]]:
             return doc, key, corrupt
         if reason != "missing":
             corrupt.append(key)
-            log.error("error", where="checkpoint", error=f"store checkpoint {store.url}{key} is unusable ({reason}); trying an older copy")
+            log.error("error", where="checkpoint", error=f"store checkpoint {store.where(key)} is unusable ({reason}); trying an older copy")
     return None, None, corrupt
 
 
@@ -181,7 +181,7 @@ def restore_replays(doc: dict, store, records_dir: Path, log) -> list[dict]:
             status = record["determinism"]["status"]
         except (ValueError, KeyError, TypeError):
             if scanned is None:
-                log.warning("replay_dropped", seed=seed, detail=f"record {store.url}{layout.failure_key(seed)} is missing or unreadable")
+                log.warning("replay_dropped", seed=seed, detail=f"record {store.where(layout.failure_key(seed))} is missing or unreadable")
             continue
         if status == "pending":
             atomic_write(records_dir / f"{seed}.json", dumps(record))
@@ -210,22 +210,64 @@ def restore(state_dir: Path, store, deployment: str, start_seed: int | None, log
     doc, key, corrupt_store = load_from_store(store, log)
     if doc is not None:
         if start_seed is not None:
-            raise CheckpointError(f"--start-seed {start_seed} given but {store.url}{key} resumes at seed {doc['next_seed']}: "
+            raise CheckpointError(f"--start-seed {start_seed} given but {store.where(key)} resumes at seed {doc['next_seed']}: "
                                   "drop --start-seed (it only applies when there is no checkpoint)")
         journal = state_dir / JOURNAL_FILE
         if journal.exists():
             journal.replace(journal.with_name(f"{JOURNAL_FILE}.stale-{int(time.time())}"))
         doc["local"]["pending_replays"] = restore_replays(doc, store, state_dir / "failures", log)
-        return doc, f"{store.url}{key}"
+        return doc, store.where(key)
     if start_seed is None:
         evidence = []
         if corrupt_local:
             evidence.append(f"the local checkpoint in {state_dir} was corrupt")
         if corrupt_store:
-            evidence.append(f"{store.url}{corrupt_store[0]} is corrupt")
+            evidence.append(f"{store.where(corrupt_store[0])} is corrupt")
         if store.list(layout.FAILURES_PREFIX) or any((state_dir / "failures").glob("*.json")):
             evidence.append("failure records from earlier runs exist")
         if evidence:
             raise CheckpointError(f"no valid checkpoint, and {' and '.join(evidence)}: refusing to restart from seed 0; "
                                   "pass --start-seed N (e.g. the next_seed `vopr status` last showed) to resume there")
-    return fresh(deployment, start_seed or 0), "new"
+    doc = fresh(deployment, start_seed or 0)
+    if start_seed:
+        _fold_earlier_records(doc, store, state_dir / "failures", start_seed, log)
+    return doc, "new"
+
+
+def _fold_earlier_records(doc: dict, store, records_dir: Path, start_seed: int, log) -> None:
+    """A --start-seed restart over earlier results: every failure record below the start seed (the store's, and the
+    local copies not uploaded yet) goes back into the signature index and the failure totals, and the replays they
+    still owe are queued again, so nothing recorded drops out of `vopr failures`. Records at or past the start seed
+    are left to the rerun, which records them again. Raises StoreError if the store cannot be read."""
+    found: dict[int, dict] = {}
+    for key in store.list(layout.FAILURES_PREFIX):
+        seed = _seed_of(key)
+        if seed is not None and seed < start_seed:
+            try:
+                found[seed] = json.loads(store.get(key) or b"null")
+            except ValueError:
+                log.warning("record_unreadable", key=key)
+    for path in records_dir.glob("*.json"):
+        if path.stem.isdigit() and int(path.stem) < start_seed:
+            try:
+                found[int(path.stem)] = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                log.warning("record_unreadable", key=str(path))
+    index: dict = {}
+    pending: list[dict] = []
+    totals = doc["totals"]
+    for seed, record in sorted(found.items()):
+        try:
+            index_add(index, record)
+        except (KeyError, TypeError):
+            log.warning("record_unreadable", key=layout.failure_key(seed))
+            continue
+        totals["failures"] += 1
+        totals["nondeterministic"] += record.get("kind") == "nondeterministic"
+        if record["determinism"].get("status") == "pending":
+            atomic_write(records_dir / f"{seed}.json", dumps(record))
+            pending.append({"seed": seed, "attempts": 0})
+    totals["signatures"] = len(index)
+    doc["local"] = {"signature_index": index, "pending_replays": pending}
+    log.info("records_folded", records=totals["failures"], signatures=len(index), pending_replays=len(pending),
+             detail=f"failure records below --start-seed {start_seed} kept in the index and totals")

@@ -83,7 +83,8 @@ TIMEOUT_SIGNATURE = "timeout: no result within the seed timeout"
 
 
 def run(settings: Settings, on_progress=None, stop_event: threading.Event | None = None) -> int:
-    """Run until a limit, SIGTERM/SIGINT, a spot notice or `stop_event`; returns 0. Raises SettingsError for bad
+    """Run until a limit, SIGTERM/SIGINT, a spot notice or `stop_event`; returns 0, or 1 if the simulator never
+    started (every attempt failed and no seed ran). Raises SettingsError for bad
     settings, an unusable state directory or log file, or an unusable checkpoint (one line; exit 2)."""
     validate(settings)
     try:
@@ -871,16 +872,19 @@ class Runner:
         self._queue_store_checkpoint()
         self.ledger.close()
         left = self.outbox.close(max(1.0, SHUTDOWN_FLUSH_S - (time.monotonic() - began)))
+        never_started = self.start_failures > 0 and self.totals["iterations"] == self.iterations_at_start
         self.log.info("shutdown", reason=self.stop_reason or "done", next_seed=self.ledger.next_seed,
                       iterations_this_run=self.totals["iterations"] - self.iterations_at_start,
                       failures_total=self.totals["failures"], outbox_left=left, pending_replays=len(self.pending_replays),
-                      detail="outbox items left are delivered on the next start" if left else "everything delivered")
+                      exit_status=1 if never_started else 0,
+                      detail="the simulator never started: exit 1" if never_started else
+                      "outbox items left are delivered on the next start" if left else "everything delivered")
         if self.on_progress is not None:
             try:
                 self.on_progress(self.snapshot())
             except Exception:
                 pass
-        return 0
+        return 1 if never_started else 0
 
 
 def _today():

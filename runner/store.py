@@ -18,6 +18,8 @@ class StoreError(RuntimeError):
 class Store(Protocol):
     url: str
 
+    def where(self, key: str) -> str: ...
+
     def put(self, key: str, data: bytes) -> None: ...
 
     def get(self, key: str) -> bytes | None: ...
@@ -52,6 +54,10 @@ class LocalStore:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).expanduser().resolve()
         self.url = str(self.root)
+
+    def where(self, key: str) -> str:
+        """Where `key` is, for messages: a path."""
+        return str(self.root / key)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -88,6 +94,10 @@ class S3Store:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}"
         self._client = client or make_client("s3", region)
+
+    def where(self, key: str) -> str:
+        """Where `key` is, for messages: an s3:// URL."""
+        return f"{self.url}{key}"
 
     def put(self, key: str, data: bytes) -> None:
         try:

@@ -6,6 +6,7 @@ Expected failures (config, AWS, Terraform, store) print one `error:` line and ex
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -16,12 +17,20 @@ from typer.core import TyperGroup
 from vopr import __version__
 
 
+_UsageError = typer.BadParameter.__base__  # click's UsageError as typer vendors it (typer does not export it)
+
+
 class _Group(TyperGroup):
     """Turns expected exceptions from any command into one line on stderr and an exit code."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except _UsageError as exc:  # a subcommand's bad arguments: one line, not click's boxed usage panel
+            if type(exc).__name__ == "NoArgsIsHelpError" or exc.ctx is None:
+                raise
+            _error(f"{exc.format_message().rstrip('.')}: see `{exc.ctx.command_path} --help`")
+            raise typer.Exit(2) from None
         except Exception as exc:
             from vopr.errors import one_line
 
@@ -144,9 +153,10 @@ def _results(config, sets, profile, region, store):
 
     cfg = _config(config, sets)
     if store:
-        dep = None
         aws = _aws_for(None, cfg, profile, region) if store.startswith("s3://") else None
-        return open_results(store, aws), dep, aws, cfg
+        results = open_results(store, aws)
+        results.flags = f" --store {shlex.quote(store)}"
+        return results, None, aws, cfg
     dep = deployment.load(cfg.deployment.name)
     aws = _aws_for(dep, cfg, profile, region)
     return open_results(dep.store_url, aws), dep, aws, cfg
@@ -222,10 +232,10 @@ def deploy(
     """Synthesize, then terraform/tofu init + plan + apply; save the outputs to .vopr/deployment-<name>.json."""
     from vopr import stackops, terraform
     from vopr.aws import Aws
-    from vopr.config import validate_config
+    from vopr.config import check_for_deploy
 
     cfg = _config(config, sets, region)
-    validate_config(cfg, require_email=True)
+    check_for_deploy(cfg)
     chosen = terraform.find_engine(engine)
     aws = Aws(profile=profile, region=cfg.deployment.region)
     console = _out()
@@ -443,7 +453,13 @@ def failures(
         return
     console = _out()
     if index is None:
-        console.print(f"no failures recorded yet in {results.url} (no signature index)")
+        seeds = results.failure_seeds()
+        if not seeds:
+            console.print(f"no failures recorded yet in {results.url} (no signature index)")
+            return
+        console.print(f"{len(seeds)} failure record(s) in {results.url} but no signature index yet (the runner writes "
+                      f"it within a minute of a failure): seeds {', '.join(map(str, seeds[:20]))}"
+                      f"{' ...' if len(seeds) > 20 else ''}; details: `vopr failures show SEED{results.flags}`", soft_wrap=True)
         return
     if not rows:
         what = f" matching {signature!r}" if signature else ""
@@ -453,13 +469,14 @@ def failures(
     failures_mod.render_signatures(rows, f"{len(rows)} signature(s), {total} failing seed(s) in {results.url}", console)
     if signature and len(rows) == 1:
         console.print(f"example seeds: {', '.join(map(str, rows[0]['example_seeds']))}")
-    console.print("details: `vopr failures show SEED`; reproduce: `vopr reproduce SEED`")
+    console.print(f"details: `vopr failures show SEED{results.flags}`; reproduce: `vopr reproduce SEED{results.flags}`",
+                  soft_wrap=True)
 
 
 @failures_app.command("show")
 def failures_show(
     ctx: typer.Context,
-    seed: Annotated[int, typer.Argument(help="the failing seed", min=0)],
+    seed: Annotated[int, typer.Argument(help="the failing seed", min=0, metavar="SEED")],
     json_out: Annotated[bool, typer.Option("--json", help="print the record as stored")] = False,
     restore: Annotated[bool, typer.Option("--restore", help="request a readable copy of a record archived in Glacier")] = False,
     tier: Annotated[str, typer.Option("--tier", help="restore speed: Expedited, Standard or Bulk")] = "Standard",
@@ -491,7 +508,7 @@ def failures_show(
 
 @app.command()
 def reproduce(
-    seed: Annotated[int, typer.Argument(help="the failing seed", min=0)],
+    seed: Annotated[int, typer.Argument(help="the failing seed", min=0, metavar="SEED")],
     run_in: Annotated[
         Optional[Path], typer.Option("--run", help="run the commands in this existing checkout of the simulator", show_default=False)
     ] = None,
@@ -501,7 +518,7 @@ def reproduce(
     profile: ProfileOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Print the exact commands that reproduce SEED locally (checkout, build, run one seed); --run runs them."""
+    """Print the exact commands that reproduce SEED locally (checkout, build, run one seed); --run DIR runs them there."""
     from vopr import reproduce as repro
 
     results, dep, aws, cfg = _results(config, sets, profile, region, store)

@@ -256,6 +256,17 @@ def known_regions() -> frozenset[str]:
     )
 
 
+EXAMPLE_ALERT_EMAIL = "you@example.com"  # vopr.example.toml's placeholder
+
+
+def check_for_deploy(cfg: Config) -> None:
+    """What `vopr deploy` needs beyond a valid config: an alert address that is not the example's placeholder."""
+    validate_config(cfg, require_email=True)
+    if cfg.deployment.alert_email.lower() == EXAMPLE_ALERT_EMAIL:
+        raise ConfigError(f"deployment.alert_email is still the example's {EXAMPLE_ALERT_EMAIL}, which receives no mail: "
+                          "set your own address in vopr.toml so alerts reach you")
+
+
 def validate_config(cfg: Config, require_email: bool = False) -> None:
     """Raise ConfigError with one line naming the first bad field and how to fix it."""
     d, i, s, r = cfg.deployment, cfg.instance, cfg.simulator, cfg.runner

@@ -66,7 +66,11 @@ def settings_for(cfg, demo: bool = False, store: str = "vopr-results", max_secon
         raise VoprError(f"{exc}{hint}", exit_code=2) from None
     if not settings.log_file:
         path = settings.resolved_state_dir / LOG_FILE_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VoprError(f"cannot use --store {store}: {exc.strerror} ({path.parent}): pass a writable directory "
+                            "or s3://bucket/prefix", exit_code=2) from None
         settings = runner_settings.replace(settings, log_file=str(path))
     return settings
 
@@ -131,17 +135,28 @@ def run(settings, console, demo_label: str | None = None) -> int:
     label = demo_label or ("demo simulator" if DEMO_MODULE in settings.simulator_command else settings.simulator_command)
     view = Display(settings, label)
     console.print(f"[dim]runner log: {settings.log_file}[/dim]")
+    live = Live(view, console=console, refresh_per_second=REFRESH_PER_SECOND, transient=False)
+
+    def on_progress(snapshot: dict) -> None:  # the panel appears once the runner has started, not before a refusal
+        view.update(snapshot)
+        if not live.is_started:
+            live.start()
+
     try:
-        with Live(view, console=console, refresh_per_second=REFRESH_PER_SECOND, transient=False):
-            code = service.run(settings, on_progress=view.update)
+        code = service.run(settings, on_progress=on_progress)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted before the runner started: nothing was run[/yellow]")
         return 130
     except SettingsError as exc:
-        console.line()
-        raise VoprError(re.sub(r"pass --start-seed N\b", "pass `vopr run --start-seed N`", str(exc)), exit_code=2) from None
+        raise VoprError(_for_vopr_run(str(exc), settings.store), exit_code=2) from None
+    finally:
+        if live.is_started:
+            live.stop()
     if not console.is_terminal:
         console.line()
+    if code != 0:
+        raise VoprError(f"the simulator never started ({settings.simulator_command}): check simulator.command and "
+                        f"--workdir, and that it is built; the errors are in {settings.log_file}", exit_code=code)
     s = view.snapshot
     console.print(
         f"done: {display.count(s.get('iterations_this_run'))} seeds this run, {display.count(s.get('failures_total'))} "
@@ -151,3 +166,11 @@ def run(settings, console, demo_label: str | None = None) -> int:
     store = shlex.quote(settings.store)
     console.print(f"next: `vopr status --store {store}` and `vopr failures --store {store}`", soft_wrap=True)
     return code
+
+
+def _for_vopr_run(message: str, store: str) -> str:
+    """The runner's refusal, with the fix said in `vopr run`'s terms (it has --store, not --state-dir)."""
+    if message.startswith("another runner is using"):
+        return (f"another runner is using {store}: stop it first (Ctrl-C its `vopr run`; on an instance, "
+                "`systemctl stop vopr-runner`) or pass another --store")
+    return re.sub(r"pass --start-seed N\b", "pass `vopr run --start-seed N`", message)

@@ -36,6 +36,7 @@ class Results:
     bucket: str = ""
     prefix: str = ""
     s3: object = None
+    flags: str = ""  # " --store X" when the store was named on the command line: hints must repeat it
 
     def read_json(self, key: str) -> dict | None:
         data = self.store.get(key)
@@ -44,7 +45,7 @@ class Results:
         try:
             value = json.loads(data)
         except ValueError:
-            raise VoprError(f"{self.url.rstrip('/')}/{key} is not valid JSON: the runner rewrites it at its next checkpoint; check the runner's log") from None
+            raise VoprError(f"{self.url.rstrip('/')}/{key} is not valid JSON: a running runner rewrites it within a minute; if none is running, its next start restores from its local or a daily copy (check the runner's log)") from None
         if not isinstance(value, dict):
             raise VoprError(f"{self.url.rstrip('/')}/{key} is not a JSON object: check the runner version writing this store")
         return value
@@ -90,11 +91,11 @@ class Results:
         if 'ongoing-request="true"' in restore:
             raise RecordArchived(
                 f"failure record for seed {seed} is archived in {storage_class} and its restore is in progress: "
-                f"retry `vopr failures show {seed}` when it completes"
+                f"retry `vopr failures show {seed}{self.flags}` when it completes"
             )
         raise RecordArchived(
             f"failure record for seed {seed} is archived in {storage_class} (failure records move there after the "
-            f"archive period): run `vopr failures show {seed} --restore` to request a readable copy, or "
+            f"archive period): run `vopr failures show {seed} --restore{self.flags}` to request a readable copy, or "
             f"`aws s3api restore-object --bucket {self.bucket} --key {self.prefix}{key} "
             f"--restore-request 'Days=7,GlacierJobParameters={{Tier=Standard}}'`, then retry"
         )
@@ -103,7 +104,7 @@ class Results:
         """Request a temporary readable copy of an archived record; returns a line saying what happens next."""
         key = layout.failure_key(seed)
         if self.s3 is None:
-            raise VoprError(f"{self.url} is a local directory: nothing is archived there, run `vopr failures show {seed}`")
+            raise VoprError(f"{self.url} is a local directory: nothing is archived there, run `vopr failures show {seed}{self.flags}`")
         if tier not in RESTORE_TIERS:
             raise VoprError(f"--tier {tier!r} is not a restore tier: use Expedited, Standard or Bulk", exit_code=2)
         head = self._head(key)
@@ -112,9 +113,9 @@ class Results:
             return f"seed {seed}'s record is in {storage_class}, not archived: it can be read now"
         restore = head.get("Restore") or ""
         if 'ongoing-request="true"' in restore:
-            return f"a restore of seed {seed}'s record is already in progress; retry `vopr failures show {seed}` later"
+            return f"a restore of seed {seed}'s record is already in progress; retry `vopr failures show {seed}{self.flags}` later"
         if 'ongoing-request="false"' in restore:
-            return f"seed {seed}'s record is already restored ({restore}); `vopr failures show {seed}` reads it"
+            return f"seed {seed}'s record is already restored ({restore}); `vopr failures show {seed}{self.flags}` reads it"
         self.s3.restore_object(
             Bucket=self.bucket,
             Key=self.prefix + key,
@@ -123,7 +124,7 @@ class Results:
         wait = _RESTORE_HOURS.get((storage_class, tier), "a few hours")
         return (
             f"restore of seed {seed}'s record from {storage_class} requested ({tier}, readable for {days} days); "
-            f"it usually takes {wait}: then run `vopr failures show {seed}`"
+            f"it usually takes {wait}: then run `vopr failures show {seed}{self.flags}`"
         )
 
 

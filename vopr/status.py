@@ -166,10 +166,15 @@ def warnings(data: dict, dep=None) -> list[str]:
         out.append(f"instance is {inst['state']}{reason}: run `vopr start` to resume testing")
     elif inst and inst["state"] in ("terminated", "shutting-down"):
         out.append(f"instance is {inst['state']}: run `vopr deploy` to create a new one")
-    if prog is None:
+    if prog is None and data["store"].startswith("s3://"):
         out.append(
             f"no checkpoint yet in {data['store']}: a new instance writes its first one after the bootstrap "
             f"(clone + build: 35-70 minutes on a c7g.medium); `vopr logs --stream bootstrap` shows how far it got"
+        )
+    elif prog is None:
+        out.append(
+            f"no checkpoint yet in {data['store']}: a runner writes its first one about 10 s after it starts (one stopped "
+            f"sooner resumes from its own state in .runner/); run `vopr run --store {data['store']}`"
         )
     elif prog["checkpoint_stale"] and not stopped:
         age = display.duration(prog["checkpoint_age_s"]) if prog["checkpoint_age_s"] is not None else "unknown"

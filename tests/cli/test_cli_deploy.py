@@ -90,6 +90,14 @@ def test_deploy_applies_saves_outputs_and_reports(synth_dir, fake_tf, make_stack
     assert json.loads(status.stdout)["instance"]["id"] == res.instance_id
 
 
+def test_deploy_refuses_the_example_alert_address_before_terraform(synth_dir, fake_tf, workdir, invoke):
+    result = invoke("deploy", "--auto-approve", "--out", synth_dir.outdir, "--set", "deployment.alert_email=you@example.com")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: deployment.alert_email is still the example's you@example.com")
+    assert result.stderr.count("\n") == 1
+    assert fake_tf.calls() == []
+
+
 def test_deploy_replace_instance_forces_a_new_instance(synth_dir, fake_tf, make_stack, workdir, invoke):
     res = make_stack()
     fake_tf.outputs.write_text(json.dumps(res.outputs))

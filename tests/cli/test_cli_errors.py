@@ -55,6 +55,19 @@ def test_unknown_command_and_bad_option_are_usage_errors(tmp_path):
     assert proc.returncode == 2 and "--stream 'everything' is unknown" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["failures", "show", "notanumber", "--store", "."], "Invalid value for 'SEED'"),
+        (["run", "--max-seconds", "abc"], "Invalid value for '--max-seconds'"),
+        (["reproduce"], "Missing argument 'SEED': see `vopr reproduce --help`"),
+        (["status", "--bogus"], "No such option: --bogus: see `vopr status --help`"),
+    ],
+)
+def test_bad_arguments_to_a_command_are_one_line(tmp_path, args, needle):
+    _assert_one_line(_run(args, tmp_path, dict(os.environ)), 2, needle)
+
+
 def test_no_credentials(deployed, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),

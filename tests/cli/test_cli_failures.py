@@ -67,6 +67,22 @@ def test_failures_on_an_empty_store(tmp_path, workdir, invoke):
     assert json.loads(invoke("failures", "--store", tmp_path / "empty", "--json").stdout) == []
 
 
+def test_failures_before_the_index_is_written_lists_the_records(runner_results, tmp_path, workdir, invoke):
+    store = tmp_path / "early"
+    shutil.copytree(runner_results.store / "failures", store / "failures")
+    result = invoke("failures", "--store", store)
+    assert result.exit_code == 0
+    seeds = sorted(runner_results.seeds)
+    assert f"{len(seeds)} failure record(s) in {store}" in result.stdout and "no signature index yet" in result.stdout
+    assert str(seeds[0]) in result.stdout and f"vopr failures show SEED --store {store}" in result.stdout
+
+
+def test_failures_hints_repeat_the_store_flag(runner_results, workdir, invoke):
+    result = invoke("failures", "--store", runner_results.store)
+    store = runner_results.store
+    assert f"details: `vopr failures show SEED --store {store}`; reproduce: `vopr reproduce SEED --store {store}`" in result.stdout
+
+
 def test_failures_show_renders_one_record(runner_results, workdir, invoke):
     seed = runner_results.seeds[0]
     record = _record(runner_results, seed)

@@ -85,6 +85,15 @@ def test_run_without_a_built_simulator_is_one_line(tmp_path):
     assert "--demo runs the bundled one" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_a_simulator_that_never_starts_fails_the_run(tmp_path):
+    (tmp_path / "vopr.toml").write_text('[simulator]\ncommand = "/bin/false"\n')
+    proc = subprocess.run([VOPR, "run", "--max-seconds", "2"], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: the simulator never started (/bin/false)") and "runner.log" in line
+
+
 def test_runner_settings_follow_vopr_toml(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sim = tmp_path / "target" / "release" / "vopr"
@@ -130,3 +139,41 @@ def test_a_refused_restart_is_one_line_naming_the_start_seed_flag_and_the_flag_w
     assert resumed.returncode == 0, resumed.stderr
     checkpoint = json.loads((store / "checkpoints" / "latest.json").read_text())
     assert checkpoint["next_seed"] >= 5_000_000
+    # the failures recorded before the refusal stay in the index and the totals
+    seeds = sorted(int(p.stem) for p in (store / "failures").glob("*.json"))
+    earlier = [s for s in seeds if s < 5_000_000]
+    assert earlier
+    indexed = json.loads((store / "signatures" / "index.json").read_text())["signatures"]
+    assert sum(e["count"] for e in indexed.values()) == len(seeds) == checkpoint["totals"]["failures"]
+    listed = subprocess.run([VOPR, "failures", "--store", str(store), "--json"], cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert sum(r["count"] for r in json.loads(listed.stdout)) == len(seeds)
+
+
+def test_a_store_that_is_not_a_directory_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    proc = subprocess.run([VOPR, "run", "--demo", "--store", "afile", "--max-seconds", "1"], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: cannot use --store afile: Not a directory")
+
+
+def test_a_second_run_on_the_same_store_is_refused_in_vopr_run_terms(tmp_path):
+    first = subprocess.Popen([VOPR, "run", "--demo", "--max-seconds", "30"], cwd=tmp_path, env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "vopr-results" / ".runner" / "checkpoint.json").exists():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.1)
+        second = subprocess.run([VOPR, "run", "--demo", "--max-seconds", "1"], cwd=tmp_path, env=_env(),
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(60)
+    assert second.returncode == 2
+    [line] = second.stderr.strip().splitlines()
+    assert line.startswith("error: another runner is using vopr-results") and "pass another --store" in line
+    assert "╭" not in second.stdout, "no progress panel before a refusal"

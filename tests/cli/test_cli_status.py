@@ -41,6 +41,13 @@ def test_status_json_on_a_local_results_directory(runner_results, workdir, invok
     assert data["store"] == str(runner_results.store)
 
 
+def test_status_on_a_local_directory_without_a_checkpoint_gives_local_advice(tmp_path, workdir, invoke):
+    (tmp_path / "early" / "failures").mkdir(parents=True)
+    data = json.loads(invoke("status", "--store", tmp_path / "early", "--json").stdout)
+    [warning] = [w for w in data["warnings"] if w.startswith("no checkpoint yet")]
+    assert "vopr run --store" in warning and "bootstrap" not in warning
+
+
 def test_status_screen_on_a_local_results_directory(runner_results, workdir, invoke):
     result = invoke("status", "--store", runner_results.store)
     assert result.exit_code == 0, result.output

@@ -158,7 +158,8 @@ def test_runner_simulator_that_cannot_start_is_an_error_with_backoff_not_failure
     store = tmp_path / "store"
     fake_sim.set(fail_to_start=True)
     result = run_runner(fake_sim, store, "--max-seconds", "4")
-    assert result.returncode == 0
+    assert result.returncode == 1, "a run in which the simulator never started is not a success"
+    assert result.events("shutdown")[0]["exit_status"] == 1
     errors = [e for e in result.logs if e["level"] == "error" and e.get("where") == "simulator_start"]
     assert 2 <= len(errors) <= 4, errors  # 1 s, 2 s, 4 s backoff within 4 s
     assert [e["retry_in_s"] for e in errors[:2]] == [1.0, 2.0]
@@ -224,7 +225,7 @@ def test_runner_corrupt_local_checkpoint_recovered_from_store_then_daily_then_re
     second = run_runner(fake_sim, store, "--batch-size", "10", "--max-batches", "1")
     assert second.returncode == 0
     restored = second.events("checkpoint_restored")[0]
-    assert restored["source"].endswith("checkpoints/latest.json") and restored["next_seed"] == 10
+    assert restored["source"] == str((store / "checkpoints" / "latest.json").resolve()) and restored["next_seed"] == 10
     assert any("unusable" in e.get("error", "") for e in second.logs if e["level"] == "error")
     assert list((store / ".runner").glob("checkpoint.json.corrupt-*"))
     assert checkpoint(store)["next_seed"] == 20 and checkpoint(store)["totals"]["failures"] == 1

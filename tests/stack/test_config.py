@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from vopr.config import (
+    check_for_deploy,
     ConfigError,
     env_var,
     field_names,
@@ -72,11 +73,14 @@ def test_defaults_are_the_documented_ones():
     )
 
 
-def test_the_example_file_loads_and_is_deployable():
+def test_the_example_file_synthesizes_but_deploy_wants_a_real_alert_address():
     example = REPO_ROOT / "vopr.example.toml"
     cfg = load(example, environ={})
     validate_config(cfg, require_email=True)
     assert cfg.deployment.alert_email == "you@example.com"
+    with pytest.raises(ConfigError, match="deployment.alert_email is still the example's you@example.com"):
+        check_for_deploy(cfg)
+    check_for_deploy(load(example, environ={}, overrides={"deployment.alert_email": "oncall@example.com"}))
     assert cfg.source == f"defaults < {example}"
     written = {line.split("=")[0].strip() for line in example.read_text().splitlines() if "=" in line and not line.startswith("#")}
     assert written == {name.split(".")[1] for name in field_names()}, "the example documents every field"
