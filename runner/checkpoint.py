@@ -148,15 +148,32 @@ def _store_index(store, log) -> dict:
             return index
     except (ValueError, KeyError, TypeError):
         pass
-    keys = store.list(layout.FAILURES_PREFIX)
-    log.warning("signature_index_rebuilt", records=len(keys), detail="store index missing or unreadable; rebuilt from failure records")
+    found, keys = _store_records(store, log)
+    log.warning("signature_index_rebuilt", records=keys, detail="store index missing or unreadable; rebuilt from failure records")
     index: dict = {}
-    for key in keys:
+    for seed, record in sorted(found.items()):
         try:
-            index_add(index, json.loads(store.get(key) or b"null"))
-        except (ValueError, KeyError, TypeError, StoreError):
-            log.warning("record_unreadable", key=key)
+            index_add(index, record)
+        except (KeyError, TypeError):
+            log.warning("record_unreadable", key=layout.failure_key(seed))
     return index
+
+
+def _store_records(store, log, below: int | None = None) -> tuple[dict[int, object], int]:
+    """(seed -> parsed failure record, how many record keys were read) for the store's records, below `below`
+    when given."""
+    found: dict[int, object] = {}
+    keys = 0
+    for key in store.list(layout.FAILURES_PREFIX):
+        seed = _seed_of(key)
+        if seed is None or (below is not None and seed >= below):
+            continue
+        keys += 1
+        try:
+            found[seed] = json.loads(store.get(key) or b"null")
+        except (ValueError, StoreError):
+            log.warning("record_unreadable", key=key)
+    return found, keys
 
 
 def _counted(doc: dict, seed: int) -> bool:
@@ -239,14 +256,7 @@ def _fold_earlier_records(doc: dict, store, records_dir: Path, start_seed: int, 
     local copies not uploaded yet) goes back into the signature index and the failure totals, and the replays they
     still owe are queued again, so nothing recorded drops out of `vopr failures`. Records at or past the start seed
     are left to the rerun, which records them again. Raises StoreError if the store cannot be read."""
-    found: dict[int, dict] = {}
-    for key in store.list(layout.FAILURES_PREFIX):
-        seed = _seed_of(key)
-        if seed is not None and seed < start_seed:
-            try:
-                found[seed] = json.loads(store.get(key) or b"null")
-            except ValueError:
-                log.warning("record_unreadable", key=key)
+    found, _keys = _store_records(store, log, below=start_seed)
     for path in records_dir.glob("*.json"):
         if path.stem.isdigit() and int(path.stem) < start_seed:
             try:

@@ -45,9 +45,9 @@ class Results:
         try:
             value = json.loads(data)
         except ValueError:
-            raise VoprError(f"{self.url.rstrip('/')}/{key} is not valid JSON: a running runner rewrites it within a minute; if none is running, its next start restores from its local or a daily copy (check the runner's log)") from None
+            raise VoprError(f"{self.store.where(key)} is not valid JSON: a running runner rewrites it within a minute; if none is running, its next start restores from its local or a daily copy (check the runner's log)") from None
         if not isinstance(value, dict):
-            raise VoprError(f"{self.url.rstrip('/')}/{key} is not a JSON object: check the runner version writing this store")
+            raise VoprError(f"{self.store.where(key)} is not a JSON object: check the runner version writing this store")
         return value
 
     def checkpoint(self) -> dict | None:

@@ -61,3 +61,33 @@ def test_s3_store_errors_are_one_line(aws):
     with pytest.raises(StoreError) as info:
         store.put("failures/1.json", b"{}")
     assert "\n" not in str(info.value) and "NoSuchBucket" in str(info.value)
+
+
+def test_a_store_checkpoint_without_an_index_gets_one_rebuilt_from_the_records(tmp_path):
+    from runner import checkpoint, layout, records
+
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def warning(self, event, **fields):
+            self.lines.append((event, fields))
+
+        error = info = warning
+
+    store = LocalStore(tmp_path)
+    simulator = {"repo_url": "r", "git_ref": "main", "commit": "c", "protocol": "vopr-json", "command": "./vopr",
+                 "build_command": "make"}
+    for seed, sig in ((9, "a: x"), (10, "a: x"), (12, "b: y")):
+        rec = records.new_record(deployment="d", seed=seed, kind="invariant", signature=sig, simulator=simulator,
+                                 host={}, batch=(0, 20), detected_at=f"2026-12-04T00:00:{seed:02d}Z", determinism=None)
+        store.put(layout.failure_key(seed), records.dumps(rec))
+    store.put(layout.failure_key(13), b"{not json")
+    store.put(layout.CHECKPOINT_LATEST, records.dumps({**checkpoint.fresh("d", 20), "local": None}))
+    log = Log()
+    doc, key, corrupt = checkpoint.load_from_store(store, log)
+    assert key == layout.CHECKPOINT_LATEST and corrupt == []
+    index = doc["local"]["signature_index"]
+    assert sorted((e["signature"], e["count"], e["example_seeds"]) for e in index.values()) == [("a: x", 2, [9, 10]), ("b: y", 1, [12])]
+    assert ("signature_index_rebuilt", {"records": 4, "detail": "store index missing or unreadable; rebuilt from failure records"}) in log.lines
+    assert any(event == "record_unreadable" for event, _ in log.lines)
